@@ -13,7 +13,7 @@ export type FrameEvent =
   | { readonly kind: 'fatal'; readonly error: SipParseError }
   | { readonly kind: 'ping' };
 
-const CL_RE = /^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*$/im;
+const CL_RE = /^(?:content-length|l)[ \t]*:([^\r\n]*)$/im;
 const CL_RE_ALL = /^(?:content-length|l)[ \t]*:/gim;
 
 export class StreamFramer {
@@ -55,8 +55,8 @@ export class StreamFramer {
     if (i > 0) {
       const ping = i >= 4 && buf[0] === 0x0d && buf[1] === 0x0a && buf[2] === 0x0d && buf[3] === 0x0a;
       if (i === buf.length && !ping && i < 4) {
-        // could be the start of a ping; wait unless it is a lone CRLF pong
-        if (i === 2 && buf[0] === 0x0d && buf[1] === 0x0a) this.#buf = EMPTY;
+        // Could be the start of a ping split across reads: wait. A lone CRLF pong stays
+        // pending without an event and is skipped when a message follows.
         return undefined;
       }
       this.#buf = buf.subarray(ping ? 4 : i);
@@ -75,8 +75,9 @@ export class StreamFramer {
     // Two Content-Length headers (RFC 4475 §3.1.2.14 mcl01) make framing ambiguous.
     if ((head.match(CL_RE_ALL)?.length ?? 0) > 1) return { kind: 'fatal', error: new SipParseError(400, 'Multiple Content-Length headers') };
     if (m !== null) {
-      if (!/^\d{1,10}$/.test(m[1]!)) return { kind: 'fatal', error: new SipParseError(400, 'Invalid Content-Length') };
-      cl = Number(m[1]);
+      const v = m[1]!.trim();
+      if (!/^\d{1,10}$/.test(v)) return { kind: 'fatal', error: new SipParseError(400, 'Invalid Content-Length') };
+      cl = Number(v);
     }
     if (headEnd + cl > this.#limits.maxMessageBytes) return { kind: 'fatal', error: new SipParseError(413, 'Message Too Large') };
     if (buf.length < headEnd + cl) return undefined;

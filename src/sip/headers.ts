@@ -157,7 +157,9 @@ export function parseVia(value: string): Via {
   if (m === null) throw new HeaderError('invalid Via sent-protocol');
   const rest = value.slice(m[0].length);
   const semi = rest.indexOf(';');
-  const sentBy = (semi < 0 ? rest : rest.slice(0, semi)).replace(/\s+/g, '');
+  // sent-by = host [ COLON port ]; LWS only around the colon (COLON = SWS ":" SWS), not inside
+  // the host. split/trim rather than /\s*:\s*/g, which backtracks quadratically on long LWS.
+  const sentBy = (semi < 0 ? rest : rest.slice(0, semi)).split(':').map((p) => p.trim()).join(':');
   let hp;
   try {
     hp = parseHostPort(sentBy);

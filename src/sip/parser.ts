@@ -49,10 +49,12 @@ const LFLF = Buffer.from('\n\n');
 
 /** Where the header section of `buf` ends: index of the first body byte, or -1. */
 export function findHeaderEnd(buf: Buffer, from = 0): number {
+  // The earliest terminator wins: a bare-LF header section followed by bytes holding a CRLFCRLF
+  // (a body, or the next message on a stream) ends at its own LFLF.
   const i = buf.indexOf(CRLFCRLF, from);
-  if (i >= 0) return i + 4;
   const j = buf.indexOf(LFLF, from);
-  return j >= 0 ? j + 2 : -1;
+  if (j >= 0 && (i < 0 || j < i)) return j + 2;
+  return i >= 0 ? i + 4 : -1;
 }
 
 /** Skips CRLFs that precede a start line (§7.5: implementations SHOULD ignore them). */
@@ -111,7 +113,7 @@ export function parseHead(head: string, limits: ParseLimits = DEFAULT_LIMITS): S
     if (c === 0x20 || c === 0x09) {
       // §7.3.1: a line starting with whitespace continues the previous header field.
       if (current === undefined) throw new SipParseError(400, 'Continuation line without header');
-      current.value += ' ' + line.trim();
+      current.value = current.value === '' ? line.trim() : `${current.value} ${line.trim()}`;
       continue;
     }
     const colon = line.indexOf(':');
@@ -194,5 +196,6 @@ function validate(msg: SipMessage): void {
     if (e instanceof HeaderError || e instanceof UriError) throw fail(msg, 400, e.message);
     throw e;
   }
-  if (msg.callId === '') throw fail(msg, 400, 'Empty Call-ID');
+  // Not msg.callId: that getter throws MissingHeaderError for an empty value.
+  if (msg.get('call-id') === '') throw fail(msg, 400, 'Empty Call-ID');
 }

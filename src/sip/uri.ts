@@ -65,6 +65,8 @@ export function isIPv6(host: string): boolean {
   }
   const dbl = h.indexOf('::');
   if (dbl !== h.lastIndexOf('::')) return false;
+  // A single leading or trailing ':' is never valid (`:1::2`, `1::2:`).
+  if ((h.startsWith(':') && !h.startsWith('::')) || (h.endsWith(':') && !h.endsWith('::'))) return false;
   const parts = h.split(':');
   if (dbl >= 0) {
     const nonEmpty = parts.filter((p) => p !== '');
@@ -75,7 +77,7 @@ export function isIPv6(host: string): boolean {
 }
 
 function parseParams(s: string, into: Map<string, string | null>): void {
-  if (s === '') return;
+  // Called with the text after a ';', so '' is an empty parameter (`sip:host;`): pname is 1*paramchar.
   for (const part of s.split(';')) {
     if (part === '') throw new UriError('empty URI parameter');
     const eq = part.indexOf('=');

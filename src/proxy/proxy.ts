@@ -1,0 +1,284 @@
+// Stateful forking proxy core, RFC 3261 §16.6 (request forwarding), §16.7 (response
+// processing), §16.8 (Timer C), §16.10 (CANCEL). Knows nothing of users: the caller gives it
+// the targets; it forks to all of them in parallel, forwards provisionals and every 2xx,
+// cancels the other branches when one answers (or a 6xx arrives), and sends the best final.
+import { newBranch, type TransactionLayer } from '../sip/transaction/layer.ts';
+import type { ClientTransaction, ServerTransaction } from '../sip/transaction/common.ts';
+import { createResponse, SipRequest, type SipResponse } from '../sip/message.ts';
+import type { Timer } from '../sip/timer-wheel.ts';
+import { type Destination, type Flow, viaTransportName } from '../sip/transport.ts';
+import { formatHost } from '../sip/uri.ts';
+import { type FlowTokens, type LocalInterface, recordRouteValues } from './record-route.ts';
+
+export interface ProxyTarget {
+  /** The new Request-URI (the registered Contact URI, §16.6 step 2). */
+  readonly uri: string;
+  /** Where to send it: the binding's flow (NAT address / connection), §16.6 step 7. */
+  readonly destination: Destination;
+  /** Free label reported back when this branch answers (e.g. the device's Contact). */
+  readonly label: string;
+}
+
+export type ProxyOutcome =
+  | { readonly kind: 'answered'; readonly response: SipResponse; readonly target: ProxyTarget }
+  | { readonly kind: 'final'; readonly response: SipResponse; readonly cancelled: boolean; readonly noAnswer: boolean };
+
+export interface ForwardOptions {
+  readonly serverTx: ServerTransaction;
+  readonly request: SipRequest;
+  readonly flow: Flow;
+  readonly targets: readonly ProxyTarget[];
+  /** Add Record-Route (initial INVITE and other dialog-creating requests). */
+  readonly recordRoute: boolean;
+  /** Product ring timeout: cancel all branches and answer 408 after this long (INVITE only). */
+  readonly noAnswerMs?: number;
+  /** Called once with the first 2xx, and once with the final outcome when no 2xx came. */
+  readonly onOutcome?: (o: ProxyOutcome) => void;
+}
+
+interface Branch {
+  readonly target: ProxyTarget;
+  readonly request: SipRequest;
+  tx: ClientTransaction | undefined;
+  done: boolean;
+  response: SipResponse | undefined;
+  cancelPending: boolean;
+  cancelSent: boolean;
+  timerC: Timer | undefined;
+}
+
+interface Context {
+  readonly opts: ForwardOptions;
+  readonly branches: Branch[];
+  finalSent: boolean;
+  answered: boolean;
+  cancelled: boolean;
+  noAnswer: boolean;
+  noAnswerTimer: Timer | undefined;
+}
+
+export interface ProxyCoreOptions {
+  readonly layer: TransactionLayer;
+  readonly tokens: FlowTokens;
+  /** Our interface per transport, for Via and Record-Route. */
+  readonly interfaces: Partial<Record<string, LocalInterface>>;
+  /** Timer C, > 3 minutes (§16.6 step 11). */
+  readonly timerCMs?: number;
+}
+
+const PREFERRED_4XX = [401, 407, 415, 420, 484];
+
+export class ProxyCore {
+  readonly #layer: TransactionLayer;
+  readonly #tokens: FlowTokens;
+  readonly #interfaces: Partial<Record<string, LocalInterface>>;
+  readonly #timerCMs: number;
+  readonly #byServerTx = new WeakMap<ServerTransaction, Context>();
+  #active = 0;
+
+  constructor(o: ProxyCoreOptions) {
+    this.#layer = o.layer;
+    this.#tokens = o.tokens;
+    this.#interfaces = o.interfaces;
+    this.#timerCMs = o.timerCMs ?? 181_000;
+  }
+
+  get activeContexts(): number {
+    return this.#active;
+  }
+
+  interfaceFor(transport: string): LocalInterface | undefined {
+    return this.#interfaces[transport] ?? this.#interfaces['udp'];
+  }
+
+  /** §16.6: forward to every target in parallel. */
+  forward(opts: ForwardOptions): void {
+    const ctx: Context = { opts, branches: [], finalSent: false, answered: false, cancelled: false, noAnswer: false, noAnswerTimer: undefined };
+    this.#byServerTx.set(opts.serverTx, ctx);
+    this.#active++;
+    const isInvite = opts.request.method === 'INVITE';
+    if (isInvite && opts.noAnswerMs !== undefined) {
+      ctx.noAnswerTimer = this.#layer.wheel.schedule(opts.noAnswerMs, () => {
+        if (ctx.finalSent) return;
+        ctx.noAnswer = true;
+        this.#cancelBranches(ctx, undefined);
+      });
+    }
+    for (const target of opts.targets) {
+      const req = this.#prepare(opts, target);
+      if (req === undefined) continue;
+      const branch: Branch = { target, request: req, tx: undefined, done: false, response: undefined, cancelPending: false, cancelSent: false, timerC: undefined };
+      ctx.branches.push(branch);
+    }
+    if (ctx.branches.length === 0) {
+      this.#sendFinal(ctx, createResponse(opts.request, 480));
+      return;
+    }
+    for (const branch of ctx.branches) {
+      if (isInvite) branch.timerC = this.#layer.wheel.schedule(this.#timerCMs, () => this.#onTimerC(ctx, branch));
+      branch.tx = this.#layer.request(branch.request, branch.target.destination, {
+        onResponse: (res) => this.#onResponse(ctx, branch, res),
+        onTimeout: () => this.#onBranchFailed(ctx, branch, 408),
+      });
+    }
+  }
+
+  /** §16.6 steps 1-8: copy, Request-URI, Max-Forwards, Record-Route, Via. */
+  #prepare(opts: ForwardOptions, target: ProxyTarget): SipRequest | undefined {
+    const req = opts.request.clone();
+    req.uri = target.uri;
+    const mf = Number(req.get('max-forwards') ?? '70');
+    req.set('max-forwards', String(Math.max(0, mf - 1)));
+    const out = this.interfaceFor(target.destination.transport);
+    const inb = this.interfaceFor(opts.flow.transport);
+    if (out === undefined || inb === undefined) return undefined;
+    if (opts.recordRoute) {
+      const rr = recordRouteValues(this.#tokens, inb, out, opts.flow, target.destination, opts.request.fromTag ?? '');
+      for (let i = rr.length - 1; i >= 0; i--) req.prepend('record-route', rr[i]!);
+    }
+    req.prepend('via', `SIP/2.0/${viaTransportName(out.transport)} ${formatHost(out.host)}:${out.port};branch=${newBranch()};rport`);
+    return req;
+  }
+
+  #onResponse(ctx: Context, branch: Branch, res: SipResponse): void {
+    const s = res.status;
+    // §16.7 step 3: remove our topmost Via.
+    res.removeFirst('via');
+    if (!res.has('via')) return; // it was meant for us (should not happen for forwarded requests)
+    if (s < 200) {
+      if (branch.timerC !== undefined) {
+        // §16.8: Timer C is reset on each provisional response.
+        this.#layer.wheel.cancel(branch.timerC);
+        branch.timerC = this.#layer.wheel.schedule(this.#timerCMs, () => this.#onTimerC(ctx, branch));
+      }
+      // §9.1: a CANCEL waiting for a provisional may go now.
+      if (branch.cancelPending && !branch.cancelSent) this.#sendCancel(branch);
+      // §16.7 step 5: provisionals other than 100 are forwarded immediately.
+      if (s > 100 && !ctx.finalSent) ctx.opts.serverTx.respond(res);
+      return;
+    }
+    this.#finishBranch(branch);
+    branch.response = res;
+    if (s < 300) {
+      // §16.7 step 5 / RFC 6026: every 2xx to an INVITE is forwarded immediately.
+      const first = !ctx.answered;
+      ctx.answered = true;
+      ctx.opts.serverTx.respond(res);
+      if (!ctx.finalSent) this.#markFinal(ctx);
+      // §16.7 step 10: CANCEL all other pending branches.
+      this.#cancelBranches(ctx, branch);
+      if (first) ctx.opts.onOutcome?.({ kind: 'answered', response: res, target: branch.target });
+      return;
+    }
+    if (s >= 600) this.#cancelBranches(ctx, branch); // §16.7 step 5: a 6xx ends the search
+    this.#maybeFinish(ctx);
+  }
+
+  #onBranchFailed(ctx: Context, branch: Branch, status: number): void {
+    if (branch.done) return;
+    this.#finishBranch(branch);
+    // §16.7: a timeout counts as a 408 from that branch.
+    branch.response = createResponse(ctx.opts.request, status);
+    this.#maybeFinish(ctx);
+  }
+
+  #onTimerC(ctx: Context, branch: Branch): void {
+    branch.timerC = undefined;
+    if (branch.done) return;
+    // §16.8: Timer C fired: CANCEL if a provisional arrived, else behave as if a 408 came.
+    if (branch.tx?.gotProvisional === true) this.#sendCancel(branch);
+    else {
+      branch.tx?.terminate();
+      this.#onBranchFailed(ctx, branch, 408);
+    }
+  }
+
+  #finishBranch(branch: Branch): void {
+    branch.done = true;
+    this.#layer.wheel.cancel(branch.timerC);
+    branch.timerC = undefined;
+  }
+
+  #cancelBranches(ctx: Context, except: Branch | undefined): void {
+    for (const b of ctx.branches) {
+      if (b === except || b.done || b.cancelSent) continue;
+      if (b.request.method !== 'INVITE') continue; // §9.1: only INVITE is cancelled
+      if (b.tx?.gotProvisional === true) this.#sendCancel(b);
+      else b.cancelPending = true; // §9.1: wait for a provisional before sending CANCEL
+    }
+  }
+
+  /** §9.1: CANCEL with the same Request-URI, Call-ID, To, From, CSeq number, top Via and Route. */
+  #sendCancel(b: Branch): void {
+    if (b.cancelSent) return;
+    b.cancelSent = true;
+    const inv = b.request;
+    const c = new SipRequest('CANCEL', inv.uri, []);
+    c.append('via', inv.first('via')!);
+    for (const r of inv.getAll('route')) c.append('route', r);
+    c.append('max-forwards', '70');
+    c.append('from', inv.get('from')!);
+    c.append('to', inv.get('to')!);
+    c.append('call-id', inv.get('call-id')!);
+    c.append('cseq', `${inv.cseq.seq} CANCEL`);
+    this.#layer.request(c, b.target.destination, { onResponse: () => undefined, onTimeout: () => undefined });
+  }
+
+  /** §16.10: a CANCEL for this INVITE arrived from upstream. */
+  cancel(serverTx: ServerTransaction): boolean {
+    const ctx = this.#byServerTx.get(serverTx);
+    if (ctx === undefined || ctx.finalSent) return false;
+    ctx.cancelled = true;
+    this.#cancelBranches(ctx, undefined);
+    return true;
+  }
+
+  #maybeFinish(ctx: Context): void {
+    if (ctx.finalSent || ctx.branches.some((b) => !b.done)) return;
+    let best = this.#best(ctx);
+    // §16.10: a cancelled INVITE is answered 487 even if a branch only timed out.
+    if (ctx.cancelled && best.status !== 487) best = createResponse(ctx.opts.request, 487);
+    if (ctx.noAnswer && !ctx.cancelled) best = createResponse(ctx.opts.request, 408, 'No Answer');
+    this.#sendFinal(ctx, best);
+  }
+
+  /** §16.7 step 6: 6xx first, else the lowest class, preferring 401/407/415/420/484; 503 -> 500. */
+  #best(ctx: Context): SipResponse {
+    const rs = ctx.branches.map((b) => b.response).filter((r): r is SipResponse => r !== undefined);
+    if (rs.length === 0) return createResponse(ctx.opts.request, 408);
+    const sixxx = rs.find((r) => r.status >= 600);
+    let best = sixxx;
+    if (best === undefined) {
+      const minClass = Math.min(...rs.map((r) => Math.floor(r.status / 100)));
+      const inClass = rs.filter((r) => Math.floor(r.status / 100) === minClass);
+      best = inClass.find((r) => PREFERRED_4XX.includes(r.status)) ?? inClass[0]!;
+    }
+    if (best.status === 503) {
+      best = best.clone();
+      best.status = 500;
+      best.reason = 'Server Internal Error';
+    }
+    if (best.status === 401 || best.status === 407) {
+      // §16.7 step 7: collect the challenges of every 401/407 branch.
+      best = best.clone();
+      for (const r of rs) {
+        if (r === best || (r.status !== 401 && r.status !== 407)) continue;
+        for (const h of ['www-authenticate', 'proxy-authenticate']) for (const v of r.getAll(h)) best.append(h, v);
+      }
+    }
+    return best;
+  }
+
+  #markFinal(ctx: Context): void {
+    ctx.finalSent = true;
+    this.#layer.wheel.cancel(ctx.noAnswerTimer);
+    this.#active--;
+  }
+
+  #sendFinal(ctx: Context, res: SipResponse): void {
+    if (ctx.finalSent) return;
+    this.#markFinal(ctx);
+    ctx.opts.serverTx.respond(res);
+    ctx.opts.onOutcome?.({ kind: 'final', response: res, cancelled: ctx.cancelled, noAnswer: ctx.noAnswer });
+  }
+}

@@ -1,0 +1,163 @@
+// Wires the parts of `careflow serve` together, in one place (STYLE §2): store, transports,
+// transactions, registrar + location (with write-behind persistence), proxy, call log, HTTP.
+import { createHmac } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { AccountService } from './accounts/account-service.ts';
+import { CallLog } from './calls/call-log.ts';
+import { databasePath, ensureDataDir } from './config/data-dir.ts';
+import type { Config } from './config/schema.ts';
+import { createHttpApi } from './http/api.ts';
+import { FlowTokens, type LocalInterface } from './proxy/record-route.ts';
+import { ProxyCore } from './proxy/proxy.ts';
+import { bindingPersistence } from './registrar/binding-store.ts';
+import { LocationService } from './registrar/location.ts';
+import { Registrar } from './registrar/registrar.ts';
+import { WriteBehind } from './registrar/write-behind.ts';
+import { CallTracker } from './router/call-tracker.ts';
+import { SipRouter } from './router/sip-router.ts';
+import { DigestServer } from './sip/digest.ts';
+import { TransactionLayer } from './sip/transaction/layer.ts';
+import { TransportLayer } from './sip/transport-layer.ts';
+import { SqliteStore } from './store/sqlite-store.ts';
+import { createLogger, type Logger } from './logger.ts';
+
+export const VERSION = '0.1.0';
+
+export interface RunningServer {
+  readonly sipPort: number;
+  readonly httpPort: number;
+  readonly location: LocationService;
+  stop(): Promise<void>;
+}
+
+/** Addresses of this machine, for "is this Request-URI / Route for us" (Kamailio's `myself`). */
+function localAddresses(): Set<string> {
+  const out = new Set<string>(['127.0.0.1', '::1', 'localhost']);
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.add(a.address.toLowerCase());
+  return out;
+}
+
+function advertisedHost(config: Config): string {
+  const h = config.sip.listen.host;
+  if (h !== '0.0.0.0' && h !== '::') return h;
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return '127.0.0.1';
+}
+
+export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+  const secrets = ensureDataDir(config);
+  const store = new SqliteStore(databasePath(config));
+  const secret = Buffer.from(secrets.nonceSecret, 'hex');
+  const derive = (label: string): Buffer => createHmac('sha256', secret).update(label).digest();
+  const realm = config.domain;
+
+  const transports = new TransportLayer({
+    udp: config.sip.listen,
+    tcp: config.sip.listen,
+    ...(config.sip.tls !== undefined
+      ? { tls: { ...config.sip.tlsListen, cert: readFileSync(config.sip.tls.cert), key: readFileSync(config.sip.tls.key) } }
+      : {}),
+    log: (level, msg, err) => logger[level](msg, err),
+  });
+  await transports.listen();
+  const layer = new TransactionLayer({ sender: transports, onError: (e) => logger.error('transaction user failed', e) });
+  transports.setHandler(layer);
+
+  const location = new LocationService({ log: (m, e) => logger.error(m, e) });
+  const writeBehind = new WriteBehind({ location, persistence: bindingPersistence(store), log: (m, e) => logger.error(m, e) });
+  const restored = await writeBehind.restore();
+  const digest = new DigestServer({ secret: derive('digest-nonce'), nonceTtlMs: config.auth.nonceTtlSeconds * 1000, algorithms: config.auth.algorithms });
+  const host = advertisedHost(config);
+  const addrs = localAddresses();
+  addrs.add(host);
+  const sipPort = transports.bound.udp?.port ?? config.sip.listen.port;
+  const ports = new Set([sipPort, transports.bound.tls?.port ?? -1]);
+  const isLocal = (h: string, port?: number): boolean => {
+    const lh = h.toLowerCase();
+    // A URI without a port names the default port: accept it as ours too, as a phone that
+    // was told only the server name will send (port checks matter when several servers share a host).
+    return (lh === realm || addrs.has(lh)) && (port === undefined || ports.has(port));
+  };
+  const findCredentials = async (login: string) => {
+    const c = await store.findCredentials(login);
+    // HA1s computed for another realm can never match: treat as a wrong password.
+    if (c === undefined || c.realm !== realm) return c === undefined ? undefined : { ...c, ha1Md5: '', ha1Sha256: '' };
+    return c;
+  };
+  const registrar = new Registrar({
+    location, digest, realm,
+    isLocalDomain: (h: string) => isLocal(h),
+    findCredentials: async (login: string) => {
+      const c = await findCredentials(login);
+      return c === undefined ? undefined : { aor: String(c.userId), enabled: c.enabled, ha1Md5: c.ha1Md5, ha1Sha256: c.ha1Sha256 };
+    },
+    minExpires: config.registrar.minExpires,
+    maxExpires: config.registrar.maxExpires,
+    defaultExpires: config.registrar.defaultExpires,
+  });
+
+  const interfaces: Record<string, LocalInterface> = {
+    udp: { transport: 'udp', host, port: sipPort },
+    tcp: { transport: 'tcp', host, port: transports.bound.tcp?.port ?? sipPort },
+  };
+  if (transports.bound.tls !== undefined) interfaces['tls'] = { transport: 'tls', host, port: transports.bound.tls.port };
+  const tokens = new FlowTokens(derive('flow-token'));
+  const proxy = new ProxyCore({ layer, tokens, interfaces });
+  const callLog = new CallLog(store);
+  const calls = new CallTracker(callLog, (m, e) => logger.error(m, e));
+  const router = new SipRouter({
+    layer, proxy, tokens, registrar, location, digest, realm, calls, isLocal,
+    directory: {
+      findCredentials,
+      findUser: async (login) => {
+        const u = await store.findUserBySipUsernameOrNumber(login);
+        return u === undefined ? undefined : { id: u.id, enabled: u.enabled };
+      },
+    },
+    noAnswerMs: config.proxy.noAnswerSeconds * 1000,
+    serverHeader: `CareFlow/${VERSION}`,
+    log: (level, msg, err) => logger[level](msg, err),
+  });
+  layer.setUser(router);
+
+  const accounts = new AccountService({ store, domain: realm, numbers: config.numbers });
+  const api = createHttpApi({
+    store, accounts, callLog, adminToken: secrets.adminToken,
+    presence: {
+      devicesOf: (userId) => location.lookup(String(userId)).map((b) => ({
+        contact: b.contact, transport: b.flow.transport, source: `${b.flow.remoteAddress}:${b.flow.remotePort}`, expiresAt: b.expiresAt,
+        ...(b.userAgent !== undefined ? { userAgent: b.userAgent } : {}), ...(b.instance !== undefined ? { instance: b.instance } : {}),
+      })),
+    },
+    logger: {
+      info: (o, m) => logger.info(`${m ?? 'http'} ${JSON.stringify(o)}`),
+      warn: (o, m) => logger.warn(`${m ?? 'http'} ${JSON.stringify(o)}`),
+      error: (o, m) => logger.error(`${m ?? 'http'} ${JSON.stringify(o)}`),
+    },
+  });
+  const http: HttpServer = createHttpServer(api);
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(config.http.listen.port, config.http.listen.host, () => resolve());
+  });
+  const httpPort = (http.address() as { port: number }).port;
+  logger.info(`careflow: listening sip udp+tcp ${config.sip.listen.host}:${sipPort}${transports.bound.tls ? ` tls :${transports.bound.tls.port}` : ''} http ${config.http.listen.host}:${httpPort} domain ${realm} (${restored} registrations restored)`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      http.close();
+      http.closeAllConnections();
+      await transports.close();
+      layer.close();
+      await calls.close();
+      await writeBehind.close();
+      location.close();
+      await store.close();
+    })();
+    return stopping;
+  };
+  return { sipPort, httpPort, location, stop };
+}

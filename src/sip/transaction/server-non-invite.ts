@@ -1,0 +1,70 @@
+// Non-INVITE server transaction, RFC 3261 §17.2.2 (Figure 8):
+//
+//   Trying --1xx from TU--> Proceeding --200-699 from TU--> Completed --Timer J--> Terminated
+//   A retransmitted request is absorbed in Trying, answered with the last response otherwise.
+//   Timer J = 64*T1 for unreliable transports, zero for reliable.
+import type { SipRequest, SipResponse } from '../message.ts';
+import type { Timer } from '../timer-wheel.ts';
+import { type Destination, type Flow, isReliable } from '../transport.ts';
+import { safe, type ServerTransaction, type TransactionContext } from './common.ts';
+
+type State = 'Trying' | 'Proceeding' | 'Completed' | 'Terminated';
+
+export class NonInviteServerTransaction implements ServerTransaction {
+  readonly key: string;
+  readonly request: SipRequest;
+  readonly flow: Flow;
+  state: State = 'Trying';
+  lastResponse: SipResponse | undefined;
+  onTerminated: ((reason: 'normal' | 'timeout' | 'transport') => void) | undefined;
+  context: unknown;
+  readonly #ctx: TransactionContext;
+  readonly #dest: Destination;
+  #lastBytes: Buffer | undefined;
+  #timerJ: Timer | undefined;
+  /** Guards against a TU that never answers: the transaction is dropped after 64*T1 + T4. */
+  #guard: Timer | undefined;
+
+  constructor(ctx: TransactionContext, key: string, request: SipRequest, flow: Flow, dest: Destination) {
+    this.#ctx = ctx;
+    this.key = key;
+    this.request = request;
+    this.flow = flow;
+    this.#dest = dest;
+    this.#guard = ctx.wheel.schedule(64 * ctx.timers.T1 + ctx.timers.T4, () => this.#terminate('timeout'));
+  }
+
+  respond(res: SipResponse): void {
+    if (this.state === 'Completed' || this.state === 'Terminated') return; // §17.2.2: final sent already
+    this.lastResponse = res;
+    this.#lastBytes = res.toBuffer();
+    if (!this.#ctx.sender.sendRaw(this.#lastBytes, this.#dest)) {
+      this.#terminate('transport');
+      return;
+    }
+    if (res.status < 200) {
+      this.state = 'Proceeding';
+      return;
+    }
+    this.state = 'Completed';
+    this.#ctx.wheel.cancel(this.#guard);
+    const j = isReliable(this.flow.transport) ? 0 : 64 * this.#ctx.timers.T1;
+    this.#timerJ = this.#ctx.wheel.schedule(j, () => this.#terminate('normal'));
+  }
+
+  receiveRequest(_req: SipRequest): void {
+    if ((this.state === 'Proceeding' || this.state === 'Completed') && this.#lastBytes !== undefined) {
+      this.#ctx.sender.sendRaw(this.#lastBytes, this.#dest);
+    }
+  }
+
+  #terminate(reason: 'normal' | 'timeout' | 'transport'): void {
+    if (this.state === 'Terminated') return;
+    this.state = 'Terminated';
+    this.#ctx.wheel.cancel(this.#timerJ);
+    this.#ctx.wheel.cancel(this.#guard);
+    this.#ctx.terminated(this.key);
+    const cb = this.onTerminated;
+    if (cb !== undefined) safe(this.#ctx, () => cb(reason));
+  }
+}
