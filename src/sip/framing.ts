@@ -13,6 +13,7 @@ export type FrameEvent =
   | { readonly kind: 'fatal'; readonly error: SipParseError }
   | { readonly kind: 'ping' };
 
+const PING = Buffer.from('\r\n\r\n');
 const CL_RE = /^(?:content-length|l)[ \t]*:([^\r\n]*)$/im;
 const CL_RE_ALL = /^(?:content-length|l)[ \t]*:/gim;
 
@@ -48,20 +49,25 @@ export class StreamFramer {
   }
 
   #next(): FrameEvent | undefined {
-    const buf = this.#buf;
-    // Keep-alives and stray CRLFs before a start line (§7.5).
+    let buf = this.#buf;
+    // Keep-alives and stray CR/LF bytes before a start line (§7.5). Decided byte by byte on at
+    // most 4 bytes, so the events do not depend on how the stream was split into reads: a
+    // CRLFCRLF is a ping; a proper prefix of one at the end of the buffer waits for more (a lone
+    // CRLF pong stays pending without an event); any other CR or LF is skipped.
     let i = 0;
-    while (i < buf.length && (buf[i] === 0x0d || buf[i] === 0x0a)) i++;
+    while (i < buf.length && (buf[i] === 0x0d || buf[i] === 0x0a)) {
+      const n = Math.min(4, buf.length - i);
+      if (buf.compare(PING, 0, n, i, i + n) === 0) break; // a ping here, or the start of one
+      i++;
+    }
     if (i > 0) {
-      const ping = i >= 4 && buf[0] === 0x0d && buf[1] === 0x0a && buf[2] === 0x0d && buf[3] === 0x0a;
-      if (i === buf.length && !ping && i < 4) {
-        // Could be the start of a ping split across reads: wait. A lone CRLF pong stays
-        // pending without an event and is skipped when a message follows.
-        return undefined;
-      }
-      this.#buf = buf.subarray(ping ? 4 : i);
-      if (ping) return { kind: 'ping' };
-      return this.#next();
+      buf = buf.subarray(i);
+      this.#buf = buf;
+    }
+    if (buf.length > 0 && (buf[0] === 0x0d || buf[0] === 0x0a)) {
+      if (buf.length < 4) return undefined;
+      this.#buf = buf.subarray(4);
+      return { kind: 'ping' };
     }
     if (buf.length === 0) return undefined;
     const headEnd = findHeaderEnd(buf);

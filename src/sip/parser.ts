@@ -113,7 +113,11 @@ export function parseHead(head: string, limits: ParseLimits = DEFAULT_LIMITS): S
     if (c === 0x20 || c === 0x09) {
       // §7.3.1: a line starting with whitespace continues the previous header field.
       if (current === undefined) throw new SipParseError(400, 'Continuation line without header');
-      current.value = current.value === '' ? line.trim() : `${current.value} ${line.trim()}`;
+      // Folding is one SP: an empty first line or a blank continuation adds no stray space.
+      const more = line.trim();
+      if (more !== '') current.value = current.value === '' ? more : `${current.value} ${more}`;
+      // The limit is on the unfolded header, which is what gets serialised again.
+      if (current.value.length > limits.maxHeaderLineBytes) throw new SipParseError(400, 'Header line too long');
       continue;
     }
     const colon = line.indexOf(':');

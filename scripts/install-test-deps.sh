@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs, only when some are missing.
+# Idempotent: on a prepared machine it runs `dpkg -s` and nothing else.
+#
+#   scripts/install-test-deps.sh            # test peers (+ nodejs/npm when npm is absent)
+#   TEST_APT_PACKAGES="..." scripts/...      # override the package list
+#
+# Peers used by the tests (see shared/DESIGN.md "Testing with real peers"):
+#   sip-tester   SIPp, the SIP load/conformance tool  (test/interop/sipp-*.test.ts)
+#   baresip-core a real SIP softphone                 (test/interop/baresip-*.test.ts)
+#   sox          WAV tones for the audio checks
+set -euo pipefail
+
+packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox})
+# Node: the project pins Node 24 through the npm package `node@24` (node_modules/.bin/node);
+# Debian's nodejs/npm are only the bootstrap that runs `npm ci`, so they are installed
+# only when there is no npm at all.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  # `dpkg -s` prints "Status: install ok installed" for an installed package
+  if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "test deps: all present (${packages[*]})"
+  exit 0
+fi
+
+echo "test deps: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || {
+    echo "ERROR: missing Debian packages: ${missing[*]}; run as root: apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt_opts=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+"${sudo[@]}" apt-get "${apt_opts[@]}" update -q
+"${sudo[@]}" apt-get "${apt_opts[@]}" install -y -q --no-install-recommends "${missing[@]}"
+echo "test deps: installed ${missing[*]}"

@@ -1,0 +1,252 @@
+/**
+ * The configuration schema: every setting, where it comes from (env var, flag, JSON key),
+ * its default and its validation. Validated once, with zod, into a frozen `Config`.
+ */
+import { isIP } from 'node:net';
+import { accessSync, constants } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+export type DigestAlgorithm = 'MD5' | 'SHA-256';
+export const DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = ['MD5', 'SHA-256'];
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface Config {
+  /** The JSON config file that was read, if any (absolute path). */
+  readonly configFile: string | undefined;
+  /** Absolute path of the data directory (database, secrets). */
+  readonly dataDir: string;
+  /** SIP domain; also the digest realm, so changing it invalidates stored HA1s. */
+  readonly domain: string;
+  readonly sip: {
+    /** UDP and TCP listen address. */
+    readonly listen: HostPort;
+    /** TLS listen address; used only when `tls` is set. */
+    readonly tlsListen: HostPort;
+    readonly tls: TlsFiles | undefined;
+  };
+  readonly http: { readonly listen: HostPort };
+  readonly numbers: { readonly prefix: string; readonly start: number };
+  readonly auth: {
+    /** Challenge order: phones that read one challenge read the first. */
+    readonly algorithms: readonly DigestAlgorithm[];
+    readonly nonceTtlSeconds: number;
+  };
+  readonly registrar: {
+    readonly minExpires: number;
+    readonly maxExpires: number;
+    readonly defaultExpires: number;
+  };
+  readonly proxy: {
+    /** Ring time before the proxy gives up with no_answer (480 to the caller). */
+    readonly noAnswerSeconds: number;
+  };
+  readonly logLevel: LogLevel;
+}
+
+/** One setting and its three names. `key` is also the JSON config file key. */
+export interface ConfigField {
+  readonly key: string;
+  readonly env: string;
+  readonly flag: string;
+  readonly help: string;
+}
+
+export const CONFIG_FIELDS = [
+  { key: 'dataDir', env: 'CAREFLOW_DATA_DIR', flag: '--data-dir', help: 'data directory (default ./data)' },
+  { key: 'domain', env: 'CAREFLOW_DOMAIN', flag: '--domain', help: 'SIP domain and digest realm (default: first non-internal IPv4)' },
+  { key: 'sipListen', env: 'CAREFLOW_SIP_LISTEN', flag: '--sip-listen', help: 'SIP UDP+TCP host:port (default 0.0.0.0:5060)' },
+  { key: 'sipTlsListen', env: 'CAREFLOW_SIP_TLS_LISTEN', flag: '--sip-tls-listen', help: 'SIP TLS host:port (default 0.0.0.0:5061)' },
+  { key: 'tlsCert', env: 'CAREFLOW_TLS_CERT', flag: '--tls-cert', help: 'TLS certificate file (PEM); enables SIP TLS with --tls-key' },
+  { key: 'tlsKey', env: 'CAREFLOW_TLS_KEY', flag: '--tls-key', help: 'TLS private key file (PEM)' },
+  { key: 'httpListen', env: 'CAREFLOW_HTTP_LISTEN', flag: '--http-listen', help: 'HTTP API host:port (default 0.0.0.0:8080)' },
+  { key: 'numberPrefix', env: 'CAREFLOW_NUMBER_PREFIX', flag: '--number-prefix', help: 'prefix of new numbers (default care4w-)' },
+  { key: 'numberStart', env: 'CAREFLOW_NUMBER_START', flag: '--number-start', help: 'first number (default 1000001)' },
+  { key: 'authAlgorithms', env: 'CAREFLOW_AUTH_ALGORITHMS', flag: '--auth-algorithms', help: 'digest challenges, in order (default MD5,SHA-256)' },
+  { key: 'regMinExpires', env: 'CAREFLOW_REG_MIN_EXPIRES', flag: '--reg-min-expires', help: 'shortest registration, seconds (default 60)' },
+  { key: 'regMaxExpires', env: 'CAREFLOW_REG_MAX_EXPIRES', flag: '--reg-max-expires', help: 'longest registration, seconds (default 3600)' },
+  { key: 'regDefaultExpires', env: 'CAREFLOW_REG_DEFAULT_EXPIRES', flag: '--reg-default-expires', help: 'registration when none asked, seconds (default 3600)' },
+  { key: 'noAnswerSeconds', env: 'CAREFLOW_NO_ANSWER_SECONDS', flag: '--no-answer-seconds', help: 'ring time before a call ends as no_answer, seconds (default 60)' },
+  { key: 'logLevel', env: 'CAREFLOW_LOG_LEVEL', flag: '--log-level', help: 'fatal|error|warn|info|debug|trace (default info)' },
+  { key: 'nonceTtl', env: 'CAREFLOW_NONCE_TTL', flag: '--nonce-ttl', help: 'digest nonce lifetime, seconds (default 300)' },
+] as const satisfies readonly ConfigField[];
+
+export type ConfigKey = (typeof CONFIG_FIELDS)[number]['key'];
+
+export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey'>, string>> = {
+  dataDir: './data',
+  sipListen: '0.0.0.0:5060',
+  sipTlsListen: '0.0.0.0:5061',
+  httpListen: '0.0.0.0:8080',
+  numberPrefix: 'care4w-',
+  numberStart: '1000001',
+  authAlgorithms: 'MD5,SHA-256',
+  regMinExpires: '60',
+  regMaxExpires: '3600',
+  regDefaultExpires: '3600',
+  noAnswerSeconds: '60',
+  logLevel: 'info',
+  nonceTtl: '300',
+};
+
+const show = (value: unknown): string => JSON.stringify(value) ?? String(value);
+
+/** A field that takes a string (env, flag) or a JSON value (file) and checks it with `parse`. */
+function field<T>(parse: (text: string) => T | string): z.ZodType<T> {
+  return z.unknown().transform((value, ctx) => {
+    const text = typeof value === 'number' ? String(value) : value;
+    if (typeof text !== 'string') {
+      ctx.addIssue({ code: 'custom', message: `expected a string, got ${show(value)}` });
+      return z.NEVER;
+    }
+    const result = parse(text.trim());
+    if (typeof result === 'string' && result.startsWith('\0')) {
+      ctx.addIssue({ code: 'custom', message: result.slice(1) });
+      return z.NEVER;
+    }
+    return result as T;
+  }) as unknown as z.ZodType<T>;
+}
+const fail = (message: string): string => `\0${message}`;
+
+export function parseHostPort(text: string, example: string): HostPort | string {
+  const bad = fail(`expected host:port like ${example}, got ${show(text)}`);
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  if (!m) return bad;
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  if (port > 65535) return fail(`port must be 0-65535 in ${show(text)} (like ${example})`);
+  if (m[1] !== undefined && isIP(host) !== 6) return bad;
+  return { host, port };
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+function parseDomain(text: string): string {
+  if (HOSTNAME.test(text)) return text.toLowerCase();
+  if (text.startsWith('[') && text.endsWith(']') && isIP(text.slice(1, -1)) === 6) return text.toLowerCase();
+  return fail(`expected a host name or IP address like sip.example.org or 192.0.2.10 (IPv6 in brackets), got ${show(text)}`);
+}
+
+function int(min: number, max: number, unit: string): z.ZodType<number> {
+  return field((text) => {
+    if (!/^\d+$/.test(text)) return fail(`expected a whole number of ${unit}, got ${show(text)}`) as never;
+    const n = Number(text);
+    if (n < min || n > max) return fail(`must be between ${min} and ${max} ${unit}, got ${n}`) as never;
+    return n;
+  });
+}
+
+function readableFile(text: string): string {
+  const path = resolve(text);
+  try {
+    accessSync(path, constants.R_OK);
+  } catch {
+    return fail(`file ${show(path)} does not exist or is not readable; give the path of a PEM file`);
+  }
+  return path;
+}
+
+function algorithms(text: string): readonly DigestAlgorithm[] | string {
+  const list = text.split(',').map((s) => s.trim().toUpperCase()).filter((s) => s !== '');
+  if (list.length === 0) return fail('expected a comma list of MD5, SHA-256 (e.g. MD5,SHA-256), got nothing');
+  const out: DigestAlgorithm[] = [];
+  for (const name of list) {
+    const algorithm = DIGEST_ALGORITHMS.find((a) => a === name);
+    if (algorithm === undefined) return fail(`unknown digest algorithm ${show(name)}; use MD5, SHA-256 or both, like MD5,SHA-256`);
+    if (out.includes(algorithm)) return fail(`${algorithm} is listed twice in ${show(text)}`);
+    out.push(algorithm);
+  }
+  return out;
+}
+
+const configSchema = z
+  .object({
+    dataDir: field((t) => (t === '' ? fail('must not be empty; give a directory like ./data') : resolve(t))),
+    domain: field(parseDomain),
+    sipListen: field((t) => parseHostPort(t, '0.0.0.0:5060')),
+    sipTlsListen: field((t) => parseHostPort(t, '0.0.0.0:5061')),
+    tlsCert: field(readableFile).optional(),
+    tlsKey: field(readableFile).optional(),
+    httpListen: field((t) => parseHostPort(t, '0.0.0.0:8080')),
+    numberPrefix: field((t) =>
+      /^[A-Za-z0-9._-]{0,20}$/.test(t) && !t.toLowerCase().startsWith('careflow_')
+        ? t
+        : fail(`expected up to 20 letters, digits, '.', '_' or '-' (not starting with careflow_), like care4w-, got ${show(t)}`),
+    ),
+    numberStart: int(0, 999_999_999_999, 'digits'),
+    authAlgorithms: field(algorithms),
+    regMinExpires: int(1, 86_400, 'seconds'),
+    regMaxExpires: int(1, 604_800, 'seconds'),
+    regDefaultExpires: int(1, 604_800, 'seconds'),
+    noAnswerSeconds: int(5, 600, 'seconds'),
+    logLevel: field<LogLevel>((t) => LOG_LEVELS.find((l) => l === t.toLowerCase()) ?? fail(`expected one of ${LOG_LEVELS.join(', ')}, got ${show(t)}`)),
+    nonceTtl: int(10, 86_400, 'seconds'),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.regMinExpires > c.regMaxExpires) {
+      ctx.addIssue({ code: 'custom', path: ['regMinExpires'], message: `must not exceed the maximum (${c.regMaxExpires}); lower it or raise the maximum` });
+    }
+    if (c.regDefaultExpires < c.regMinExpires || c.regDefaultExpires > c.regMaxExpires) {
+      ctx.addIssue({ code: 'custom', path: ['regDefaultExpires'], message: `must lie between the minimum (${c.regMinExpires}) and the maximum (${c.regMaxExpires})` });
+    }
+    if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.tlsCert === undefined ? 'tlsCert' : 'tlsKey'],
+        message: 'TLS needs both a certificate and a key file; set both or neither',
+      });
+    }
+  });
+
+export interface ZodIssueLike {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/** Validates merged raw values; returns the typed config or the issues. */
+export function validateConfig(
+  raw: Readonly<Record<string, unknown>>,
+  configFile: string | undefined,
+): { ok: true; config: Config } | { ok: false; issues: readonly ZodIssueLike[] } {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) return { ok: false, issues: parsed.error.issues };
+  const c = parsed.data;
+  const config: Config = {
+    configFile,
+    dataDir: c.dataDir,
+    domain: c.domain,
+    sip: {
+      listen: c.sipListen,
+      tlsListen: c.sipTlsListen,
+      tls: c.tlsCert !== undefined && c.tlsKey !== undefined ? { cert: c.tlsCert, key: c.tlsKey } : undefined,
+    },
+    http: { listen: c.httpListen },
+    numbers: { prefix: c.numberPrefix, start: c.numberStart },
+    auth: { algorithms: c.authAlgorithms, nonceTtlSeconds: c.nonceTtl },
+    registrar: { minExpires: c.regMinExpires, maxExpires: c.regMaxExpires, defaultExpires: c.regDefaultExpires },
+    proxy: { noAnswerSeconds: c.noAnswerSeconds },
+    logLevel: c.logLevel,
+  };
+  return { ok: true, config: deepFreeze(config) };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,144 @@
+/**
+ * The REST API: users, their devices (from the registrar's presence view) and the call log.
+ * Every /api route but /api/health needs `Authorization: Bearer <adminToken>`.
+ *
+ *   GET    /api/health                 {status}
+ *   GET    /api/users                  ?query&limit&offset -> {users, total, limit, offset}
+ *   POST   /api/users                  {name, number?} -> 201 {id, number, sipUsername, password, domain}
+ *   GET    /api/users/:id              user + {online, devices}
+ *   GET    /api/users/:id/devices      {devices}
+ *   POST   /api/users/:id/password     rotate -> {id, number, sipUsername, password, domain}
+ *   PATCH  /api/users/:id              {name?, enabled?} -> user
+ *   DELETE /api/users/:id              204
+ *   GET    /api/calls                  ?limit&before&userId -> {calls, nextBefore}
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AccountService } from '../accounts/account-service.ts';
+import type { CallLog } from '../calls/call-log.ts';
+import { CareflowError } from '../config/errors.ts';
+import type { Store, User } from '../store/types.ts';
+import { Router } from './router.ts';
+import type { ApiLogger, Reply } from './router.ts';
+
+/** One registered device (contact binding) of a user, as the registrar sees it now. */
+export interface DeviceInfo {
+  readonly contact: string;
+  /** udp | tcp | tls | ws | wss */
+  readonly transport: string;
+  /** Source address and port the registration came from, `ip:port`. */
+  readonly source: string;
+  /** ms since the epoch */
+  readonly expiresAt: number;
+  readonly userAgent?: string;
+  readonly instance?: string;
+}
+
+/** The registrar's live view, provided by the server; must be cheap (in memory). */
+export interface Presence {
+  devicesOf(userId: number): readonly DeviceInfo[];
+}
+
+export interface HttpApiOptions {
+  readonly store: Store;
+  readonly accounts: AccountService;
+  readonly callLog: CallLog;
+  readonly presence: Presence;
+  readonly adminToken: string;
+  readonly logger: ApiLogger;
+}
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export function createHttpApi(options: HttpApiOptions): RequestHandler {
+  const { store, accounts, callLog, presence } = options;
+  const router = new Router(options.adminToken, options.logger);
+
+  const view = (user: User): Record<string, unknown> => {
+    const devices = presence.devicesOf(user.id).length;
+    return { ...user, needsRekey: accounts.needsRekey(user), online: devices > 0, devices };
+  };
+  const userOf = async (id: string | undefined): Promise<User> => accounts.show(intParam(id, 'id', 1));
+
+  router
+    .add('GET', '/api/health', async (): Promise<Reply> => {
+      try {
+        await store.check();
+        return { status: 200, body: { status: 'ok' } };
+      } catch (error) {
+        options.logger.error({ err: error }, 'health check: store failed');
+        return { status: 503, body: { status: 'unavailable' } };
+      }
+    }, { auth: false })
+    .add('GET', '/api/users', async ({ url }) => {
+      const q = url.searchParams;
+      const query = q.get('query') ?? undefined;
+      const limit = optionalInt(q.get('limit'), 'limit', 1, 1000) ?? 100;
+      const offset = optionalInt(q.get('offset'), 'offset', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+      const [users, total] = await Promise.all([accounts.list({ query, limit, offset }), accounts.count(query)]);
+      return { status: 200, body: { users: users.map(view), total, limit, offset } };
+    })
+    .add('POST', '/api/users', async ({ body }) => {
+      const input = objectBody(await body(), ['name', 'number']);
+      if (input['number'] !== undefined && typeof input['number'] !== 'string') {
+        throw new CareflowError('INVALID_INPUT', 'number: expected a string like care4w-1000042, or leave it out', 'number');
+      }
+      const account = await accounts.add({ name: input['name'] as string, number: input['number'] });
+      return { status: 201, headers: { location: `/api/users/${account.id}` }, body: account };
+    })
+    .add('GET', '/api/users/:id', async ({ params }) => ({ status: 200, body: view(await userOf(params['id'])) }))
+    .add('GET', '/api/users/:id/devices', async ({ params }) => {
+      const user = await userOf(params['id']);
+      return { status: 200, body: { devices: presence.devicesOf(user.id) } };
+    })
+    .add('POST', '/api/users/:id/password', async ({ params }) => {
+      const user = await userOf(params['id']);
+      return { status: 200, body: await accounts.passwd(user.id) };
+    })
+    .add('PATCH', '/api/users/:id', async ({ params, body }) => {
+      const user = await userOf(params['id']);
+      const input = objectBody(await body(), ['name', 'enabled']);
+      return { status: 200, body: view(await accounts.update(user.id, { name: input['name'], enabled: input['enabled'] })) };
+    })
+    .add('DELETE', '/api/users/:id', async ({ params }) => {
+      const user = await userOf(params['id']);
+      await accounts.remove(user.id);
+      return { status: 204 };
+    })
+    .add('GET', '/api/calls', async ({ url }) => {
+      const q = url.searchParams;
+      const limit = optionalInt(q.get('limit'), 'limit', 1, 1000) ?? 50;
+      const calls = await callLog.list({
+        limit,
+        before: optionalInt(q.get('before'), 'before', 0, Number.MAX_SAFE_INTEGER),
+        userId: optionalInt(q.get('userId'), 'userId', 1, Number.MAX_SAFE_INTEGER),
+      });
+      const last = calls.at(-1);
+      return { status: 200, body: { calls, nextBefore: calls.length === limit && last !== undefined ? last.startedAt : null } };
+    });
+
+  return router.handle;
+}
+
+function intParam(raw: string | undefined, field: string, min: number): number {
+  const value = optionalInt(raw ?? '', field, min, Number.MAX_SAFE_INTEGER);
+  if (value === undefined) throw new CareflowError('INVALID_INPUT', `${field}: required`, field);
+  return value;
+}
+
+function optionalInt(raw: string | null, field: string, min: number, max: number): number | undefined {
+  if (raw === null) return undefined;
+  if (!/^\d{1,16}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new CareflowError('INVALID_INPUT', `${field}: expected a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(raw)}`, field);
+  }
+  return Number(raw);
+}
+
+function objectBody(body: unknown, allowed: readonly string[]): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new CareflowError('INVALID_INPUT', `expected a JSON object with ${allowed.join(', ')}`);
+  }
+  for (const key of Object.keys(body)) {
+    if (!allowed.includes(key)) throw new CareflowError('INVALID_INPUT', `${key}: unknown field; allowed: ${allowed.join(', ')}`, key);
+  }
+  return body as Record<string, unknown>;
+}
