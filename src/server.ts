@@ -40,6 +40,7 @@ function localAddresses(): Set<string> {
 }
 
 function advertisedHost(config: Config): string {
+  if (config.sip.advertise !== undefined) return config.sip.advertise;
   const h = config.sip.listen.host;
   if (h !== '0.0.0.0' && h !== '::') return h;
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
@@ -59,6 +60,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     ...(config.sip.tls !== undefined
       ? { tls: { ...config.sip.tlsListen, cert: readFileSync(config.sip.tls.cert), key: readFileSync(config.sip.tls.key) } }
       : {}),
+    forceRport: config.sip.forceRport,
     log: (level, msg, err) => logger[level](msg, err),
   });
   await transports.listen();

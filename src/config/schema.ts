@@ -35,6 +35,10 @@ export interface Config {
     /** TLS listen address; used only when `tls` is set. */
     readonly tlsListen: HostPort;
     readonly tls: TlsFiles | undefined;
+    /** Answer every request at its packet's source address and port (Kamailio's force_rport()). */
+    readonly forceRport: boolean;
+    /** Address written into Via and Record-Route; undefined: the listen address or the first public IPv4. */
+    readonly advertise: string | undefined;
   };
   readonly http: { readonly listen: HostPort };
   readonly numbers: { readonly prefix: string; readonly start: number };
@@ -77,6 +81,8 @@ export const CONFIG_FIELDS = [
   { key: 'regMinExpires', env: 'CAREFLOW_REG_MIN_EXPIRES', flag: '--reg-min-expires', help: 'shortest registration, seconds (default 60)' },
   { key: 'regMaxExpires', env: 'CAREFLOW_REG_MAX_EXPIRES', flag: '--reg-max-expires', help: 'longest registration, seconds (default 3600)' },
   { key: 'regDefaultExpires', env: 'CAREFLOW_REG_DEFAULT_EXPIRES', flag: '--reg-default-expires', help: 'registration when none asked, seconds (default 3600)' },
+  { key: 'sipForceRport', env: 'CAREFLOW_SIP_FORCE_RPORT', flag: '--sip-force-rport', help: 'answer requests at their source address:port even without ;rport, true|false (default true)' },
+  { key: 'sipAdvertise', env: 'CAREFLOW_SIP_ADVERTISE', flag: '--sip-advertise', help: 'address put in Via/Record-Route, e.g. the public IP of a server behind NAT (default: listen address)' },
   { key: 'noAnswerSeconds', env: 'CAREFLOW_NO_ANSWER_SECONDS', flag: '--no-answer-seconds', help: 'ring time before a call ends as no_answer, seconds (default 60)' },
   { key: 'logLevel', env: 'CAREFLOW_LOG_LEVEL', flag: '--log-level', help: 'fatal|error|warn|info|debug|trace (default info)' },
   { key: 'nonceTtl', env: 'CAREFLOW_NONCE_TTL', flag: '--nonce-ttl', help: 'digest nonce lifetime, seconds (default 300)' },
@@ -84,7 +90,7 @@ export const CONFIG_FIELDS = [
 
 export type ConfigKey = (typeof CONFIG_FIELDS)[number]['key'];
 
-export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey'>, string>> = {
+export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey' | 'sipAdvertise'>, string>> = {
   dataDir: './data',
   sipListen: '0.0.0.0:5060',
   sipTlsListen: '0.0.0.0:5061',
@@ -96,6 +102,7 @@ export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' |
   regMaxExpires: '3600',
   regDefaultExpires: '3600',
   noAnswerSeconds: '60',
+  sipForceRport: 'true',
   logLevel: 'info',
   nonceTtl: '300',
 };
@@ -191,6 +198,8 @@ const configSchema = z
     regMaxExpires: int(1, 604_800, 'seconds'),
     regDefaultExpires: int(1, 604_800, 'seconds'),
     noAnswerSeconds: int(5, 600, 'seconds'),
+    sipForceRport: field((t) => (/^(true|1|yes|on)$/i.test(t) ? true : /^(false|0|no|off)$/i.test(t) ? false : fail(`expected true or false, got ${show(t)}`))),
+    sipAdvertise: field((t) => (isIP(t) !== 0 || HOSTNAME.test(t) ? t : fail(`expected an IP address or host name like 203.0.113.7, got ${show(t)}`))).optional(),
     logLevel: field<LogLevel>((t) => LOG_LEVELS.find((l) => l === t.toLowerCase()) ?? fail(`expected one of ${LOG_LEVELS.join(', ')}, got ${show(t)}`)),
     nonceTtl: int(10, 86_400, 'seconds'),
   })
@@ -232,6 +241,8 @@ export function validateConfig(
       listen: c.sipListen,
       tlsListen: c.sipTlsListen,
       tls: c.tlsCert !== undefined && c.tlsKey !== undefined ? { cert: c.tlsCert, key: c.tlsKey } : undefined,
+      forceRport: c.sipForceRport,
+      advertise: c.sipAdvertise,
     },
     http: { listen: c.httpListen },
     numbers: { prefix: c.numberPrefix, start: c.numberStart },

@@ -10,6 +10,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
 import { StreamFramer } from './framing.ts';
+import { parseVia, type Via } from './headers.ts';
 import { createResponse, type SipMessage, SipRequest } from './message.ts';
 import { DEFAULT_LIMITS, type ParseLimits, parseDatagram, SipParseError } from './parser.ts';
 import {
@@ -29,6 +30,8 @@ export interface TransportLayerOptions {
   readonly limits?: ParseLimits;
   /** Close a stream connection after this long without traffic (ms). Default 15 min. */
   readonly idleTimeoutMs?: number;
+  /** Answer requests at their source address:port even without ;rport (Kamailio force_rport). */
+  readonly forceRport?: boolean;
   readonly log?: (level: 'debug' | 'warn' | 'error', msg: string, err?: unknown) => void;
 }
 
@@ -131,12 +134,21 @@ export class TransportLayer implements MessageSender {
     const req = e.request;
     if (req === undefined) return; // responses and unroutable garbage are dropped
     try {
-      // Stateless error response (§8.2 / §16.3): only when the top Via can route it.
-      const via = req.via;
+      // Stateless error response (§8.2.6): the request's Via, From, To, Call-ID and CSeq are
+      // copied as received, even when one of them is what was wrong with it.
       const res = createResponse(req, e.status, e.message.replace(/[\r\n]/g, ' ').slice(0, 100));
-      const stamped = stampVia(req.first('via')!, via, flow);
-      if (stamped !== undefined) res.set('via', [stamped, ...req.getAll('via').slice(1)].join(', '));
-      this.send(res, responseDestination(via, flow));
+      const top = req.first('via');
+      const via = top !== undefined ? parseViaSafe(top) : undefined;
+      if (top !== undefined && via !== undefined) {
+        const stamped = stampVia(top, via, flow, this.#opts.forceRport === true);
+        const routeVia = stamped !== undefined ? parseViaSafe(stamped) ?? via : via;
+        if (stamped !== undefined) res.set('via', [stamped, ...req.getAll('via').slice(1)].join(', '));
+        this.send(res, responseDestination(routeVia, flow));
+      } else {
+        // The Via cannot route a response (RFC 4475 badinv01, badvers): the packet's source can.
+        const dest: Destination = { transport: flow.transport, address: flow.remoteAddress, port: flow.remotePort };
+        this.send(res, flow.connectionId !== undefined ? { ...dest, connectionId: flow.connectionId } : dest);
+      }
     } catch {
       this.stats.dropped++;
     }
@@ -147,7 +159,7 @@ export class TransportLayer implements MessageSender {
     if (msg instanceof SipRequest) {
       // §18.2.1: received / rport on the top Via.
       const top = msg.first('via')!;
-      const stamped = stampVia(top, msg.via, flow);
+      const stamped = stampVia(top, msg.via, flow, this.#opts.forceRport === true);
       if (stamped !== undefined) {
         msg.removeFirst('via');
         msg.prepend('via', stamped);
@@ -275,6 +287,14 @@ function listenServer(server: net.Server, o: ListenOptions): Promise<{ address: 
       resolve({ address: a.address, port: a.port });
     });
   });
+}
+
+function parseViaSafe(text: string): Via | undefined {
+  try {
+    return parseVia(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function normaliseAddr(a: string): string {

@@ -86,10 +86,16 @@ export function responseDestination(via: Via, flow: Flow): Destination {
  * source address, and RFC 3581 §4 fills in `rport` with the source port when it is present
  * without a value. Returns the new Via text, or undefined when nothing changed.
  */
-export function stampVia(viaText: string, via: Via, flow: Flow): string | undefined {
+export function stampVia(viaText: string, via: Via, flow: Flow, forceRport = false): string | undefined {
   let text = viaText;
   let changed = false;
-  const rport = via.params.get('rport');
+  let rport = via.params.get('rport');
+  if (forceRport && rport === undefined) {
+    // Kamailio's force_rport(): behave as if the client had asked for rport (RFC 3581),
+    // so answers reach clients behind NAT that do not ask for it.
+    text += ';rport';
+    rport = null;
+  }
   const hostIsAddress = isIPv4(via.host) || isIPv6(via.host);
   const needReceived = !hostIsAddress || normaliseAddress(via.host) !== normaliseAddress(flow.remoteAddress);
   if ((needReceived || rport === null) && !via.params.has('received')) {
