@@ -2,7 +2,9 @@
 // processing), §16.8 (Timer C), §16.10 (CANCEL). Knows nothing of users: the caller gives it
 // the targets; it forks to all of them in parallel, forwards provisionals and every 2xx,
 // cancels the other branches when one answers (or a 6xx arrives), and sends the best final.
-import { newBranch, type TransactionLayer } from '../sip/transaction/layer.ts';
+import { createHash, randomBytes } from 'node:crypto';
+import { MAGIC_COOKIE, type TransactionLayer } from '../sip/transaction/layer.ts';
+import { parseVia } from '../sip/headers.ts';
 import type { ClientTransaction, ServerTransaction } from '../sip/transaction/common.ts';
 import { createResponse, SipRequest, type SipResponse } from '../sip/message.ts';
 import type { Timer } from '../sip/timer-wheel.ts';
@@ -44,6 +46,8 @@ interface Branch {
   response: SipResponse | undefined;
   cancelPending: boolean;
   cancelSent: boolean;
+  /** Cancelled because Timer C fired: its 487 counts as a 408 (§16.8). */
+  timedOut: boolean;
   timerC: Timer | undefined;
 }
 
@@ -67,6 +71,19 @@ export interface ProxyCoreOptions {
 }
 
 const PREFERRED_4XX = [401, 407, 415, 420, 484];
+const BRANCH_PREFIX = MAGIC_COOKIE + 'cf';
+
+/**
+ * §16.6 step 8: the part of our branch that detects loops: a hash of the Request-URI, To tag,
+ * From tag, Call-ID, CSeq number, the topmost Via as we received it, and Proxy-Require /
+ * Proxy-Authorization. A request that comes back with the same values has looped.
+ */
+export function loopHash(req: SipRequest, topVia: string): string {
+  const h = createHash('sha256');
+  h.update(`${req.uri}\n${req.toTag ?? ''}\n${req.fromTag ?? ''}\n${req.callId}\n${req.cseq.seq}\n${topVia}\n`);
+  h.update(`${req.getAll('proxy-require').join(',')}\n${req.getAll('proxy-authorization').join(',')}`);
+  return h.digest('base64url').slice(0, 16);
+}
 
 export class ProxyCore {
   readonly #layer: TransactionLayer;
@@ -91,6 +108,30 @@ export class ProxyCore {
     return this.#interfaces[transport] ?? this.#interfaces['udp'];
   }
 
+  /**
+   * §16.3 step 4: the request carries a Via we inserted whose loop hash matches the request as
+   * it is now (the Via below ours was its topmost when we forwarded it): it has looped (482).
+   * A differing hash means a spiral (e.g. the Request-URI changed), which is allowed.
+   */
+  isLooped(req: SipRequest, isOwn: (host: string, port: number | undefined) => boolean): boolean {
+    const vias = req.getAll('via');
+    for (let i = 0; i + 1 < vias.length; i++) {
+      const text = vias[i]!;
+      if (!text.includes(BRANCH_PREFIX)) continue;
+      let via;
+      try {
+        via = parseVia(text);
+      } catch {
+        continue;
+      }
+      const b = via.branch;
+      if (b === undefined || !b.startsWith(BRANCH_PREFIX) || !isOwn(via.host, via.port)) continue;
+      const dot = b.indexOf('.', BRANCH_PREFIX.length);
+      if (b.slice(BRANCH_PREFIX.length, dot < 0 ? undefined : dot) === loopHash(req, vias[i + 1]!)) return true;
+    }
+    return false;
+  }
+
   /** §16.6: forward to every target in parallel. */
   forward(opts: ForwardOptions): void {
     const ctx: Context = { opts, branches: [], finalSent: false, answered: false, cancelled: false, noAnswer: false, noAnswerTimer: undefined };
@@ -107,7 +148,7 @@ export class ProxyCore {
     for (const target of opts.targets) {
       const req = this.#prepare(opts, target);
       if (req === undefined) continue;
-      const branch: Branch = { target, request: req, tx: undefined, done: false, response: undefined, cancelPending: false, cancelSent: false, timerC: undefined };
+      const branch: Branch = { target, request: req, tx: undefined, done: false, response: undefined, cancelPending: false, cancelSent: false, timedOut: false, timerC: undefined };
       ctx.branches.push(branch);
     }
     if (ctx.branches.length === 0) {
@@ -136,7 +177,8 @@ export class ProxyCore {
       const rr = recordRouteValues(this.#tokens, inb, out, opts.flow, target.destination, opts.request.fromTag ?? '');
       for (let i = rr.length - 1; i >= 0; i--) req.prepend('record-route', rr[i]!);
     }
-    req.prepend('via', `SIP/2.0/${viaTransportName(out.transport)} ${formatHost(out.host)}:${out.port};branch=${newBranch()};rport`);
+    const branch = `${BRANCH_PREFIX}${loopHash(opts.request, opts.request.first('via') ?? '')}.${randomBytes(6).toString('base64url')}`;
+    req.prepend('via', `SIP/2.0/${viaTransportName(out.transport)} ${formatHost(out.host)}:${out.port};branch=${branch};rport`);
     return req;
   }
 
@@ -158,7 +200,7 @@ export class ProxyCore {
       return;
     }
     this.#finishBranch(branch);
-    branch.response = res;
+    branch.response = branch.timedOut && s === 487 ? createResponse(ctx.opts.request, 408) : res;
     if (s < 300) {
       // §16.7 step 5 / RFC 6026: every 2xx to an INVITE is forwarded immediately.
       const first = !ctx.answered;
@@ -186,8 +228,10 @@ export class ProxyCore {
     branch.timerC = undefined;
     if (branch.done) return;
     // §16.8: Timer C fired: CANCEL if a provisional arrived, else behave as if a 408 came.
-    if (branch.tx?.gotProvisional === true) this.#sendCancel(branch);
-    else {
+    if (branch.tx?.gotProvisional === true) {
+      branch.timedOut = true;
+      this.#sendCancel(branch);
+    } else {
       branch.tx?.terminate();
       this.#onBranchFailed(ctx, branch, 408);
     }
@@ -260,9 +304,10 @@ export class ProxyCore {
     }
     if (best.status === 401 || best.status === 407) {
       // §16.7 step 7: collect the challenges of every 401/407 branch.
+      const chosen = best;
       best = best.clone();
       for (const r of rs) {
-        if (r === best || (r.status !== 401 && r.status !== 407)) continue;
+        if (r === chosen || (r.status !== 401 && r.status !== 407)) continue;
         for (const h of ['www-authenticate', 'proxy-authenticate']) for (const v of r.getAll(h)) best.append(h, v);
       }
     }

@@ -106,6 +106,8 @@ export class SipRouter implements TransactionUser {
     const toUs = this.#d.isLocal(uri.host, uri.port);
     const forMe = toUs && (uri.user === undefined || m === 'REGISTER');
     if (mf !== undefined && Number(mf) === 0 && !(forMe && m === 'OPTIONS')) return tx.respond(this.#reply(req, 483));
+    // §16.3 step 4: loop detection.
+    if (this.#d.proxy.isLooped(req, (h, p) => this.#d.isLocal(h, p))) return tx.respond(this.#reply(req, 482));
     // §16.3 step 5 (Proxy-Require) and §8.2.2.3 (Require, for requests we answer ourselves).
     const unsupported = this.#unsupported(req.getAll('proxy-require').concat(forMe ? req.getAll('require') : []));
     if (unsupported.length > 0) {

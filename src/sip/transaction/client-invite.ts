@@ -76,7 +76,9 @@ export class InviteClientTransaction implements ClientTransaction {
   }
 
   #onTimerB(): void {
-    if (this.state !== 'Calling' && this.state !== 'Proceeding') return;
+    // §17.1.1.2: Timer B only times out a transaction still in Calling; once a provisional
+    // arrived, the TU (a proxy's Timer C, §16.8) decides how long to wait.
+    if (this.state !== 'Calling') return;
     this.#terminate();
     safe(this.#ctx, () => this.#tu.onTimeout(this, 'timeout'));
   }
@@ -90,6 +92,7 @@ export class InviteClientTransaction implements ClientTransaction {
         if (s < 200) {
           this.state = 'Proceeding';
           this.gotProvisional = true;
+          this.#ctx.wheel.cancel(this.#timerB);
         } else if (s < 300) {
           // RFC 6026 §7.2: 2xx moves to Accepted; Timer M = 64*T1 absorbs nothing but keeps
           // the transaction so retransmitted 2xx still reach the TU (not treated as stray).
