@@ -26,10 +26,15 @@ export function canonicalName(name: string): string {
   return COMPACT[lower] ?? lower;
 }
 
+const printableCache = new Map<string, string>();
+
 export function printableName(canonical: string): string {
-  const p = PRINTABLE[canonical];
+  const p = PRINTABLE[canonical] ?? printableCache.get(canonical);
   if (p !== undefined) return p;
-  return canonical.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
+  const made = canonical.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
+  // Bounded: header names are attacker-chosen.
+  if (printableCache.size < 1024) printableCache.set(canonical, made);
+  return made;
 }
 
 /**

@@ -7,7 +7,7 @@
 // The parser splits the header section into lines (unfolding §7.3.1 continuation lines) and
 // validates what every hop depends on: the start line, the mandatory headers, single-valued
 // headers, the top Via, From, To, CSeq and Content-Length. Everything else is parsed lazily.
-import { canonicalName, HeaderError, isToken, parseCSeq, parseNameAddr, parseUint, parseVia } from './headers.ts';
+import { canonicalName, HeaderError, isToken, parseNameAddr, parseUint, parseVia } from './headers.ts';
 import { type HeaderField, SipRequest, SipResponse, type SipMessage } from './message.ts';
 import { parseUri, UriError } from './uri.ts';
 
@@ -173,20 +173,25 @@ function parseStartLine(line: string, headers: HeaderField[], limits: ParseLimit
 }
 
 function validate(msg: SipMessage): void {
+  // One pass over the header lines: presence of the mandatory ones, count of single-valued ones.
+  const counts = new Map<string, number>();
+  for (const h of msg.headers) counts.set(h.name, (counts.get(h.name) ?? 0) + 1);
   for (const name of MANDATORY) {
-    if (!msg.has(name)) throw fail(msg, 400, `Missing ${name} header`);
+    if (!counts.has(name)) throw fail(msg, 400, `Missing ${name} header`);
   }
   for (const name of SINGLE_VALUED) {
-    let count = 0;
-    for (const h of msg.headers) if (h.name === name) count++;
-    if (count > 1) throw fail(msg, 400, `Multiple ${name} headers`);
+    if ((counts.get(name) ?? 0) > 1) throw fail(msg, 400, `Multiple ${name} headers`);
   }
   try {
-    // Every Via value must parse (RFC 4475 §3.1.2.1); responses are routed by them.
-    for (const v of msg.getAll('via')) parseVia(v);
-    parseNameAddr(msg.get('from')!);
-    parseNameAddr(msg.get('to')!);
-    const cseq = parseCSeq(msg.get('cseq')!);
+    // Every Via value must parse (RFC 4475 §3.1.2.1); responses are routed by them. The top
+    // Via, From, To and CSeq are parsed through the message's cached accessors: a hop that
+    // reads them later does not parse them again.
+    void msg.via;
+    const vias = (counts.get('via') ?? 0) > 1 || msg.get('via')!.includes(',') ? msg.getAll('via') : [];
+    for (let i = 1; i < vias.length; i++) parseVia(vias[i]!);
+    void msg.from;
+    void msg.to;
+    const cseq = msg.cseq;
     // §8.1.1.7 / RFC 4475 §3.1.2.17: the CSeq method must match the request method.
     if (msg instanceof SipRequest && cseq.method !== msg.method) throw new HeaderError('CSeq method does not match');
     const mf = msg.get('max-forwards');
