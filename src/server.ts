@@ -49,6 +49,7 @@ function advertisedHost(config: Config): string {
 
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   const secrets = ensureDataDir(config);
+  let location: LocationService | undefined;
   const store = new SqliteStore(databasePath(config));
   const secret = Buffer.from(secrets.nonceSecret, 'hex');
   const derive = (label: string): Buffer => createHmac('sha256', secret).update(label).digest();
@@ -62,12 +63,14 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       : {}),
     forceRport: config.sip.forceRport,
     log: (level, msg, err) => logger[level](msg, err),
+    // RFC 5626 §5.3: an outbound (reg-id) binding lives as long as its connection.
+    onConnectionClosed: (id) => location?.removeByConnection(id, true),
   });
   await transports.listen();
   const layer = new TransactionLayer({ sender: transports, onError: (e) => logger.error('transaction user failed', e) });
   transports.setHandler(layer);
 
-  const location = new LocationService({ log: (m, e) => logger.error(m, e) });
+  location = new LocationService({ log: (m, e) => logger.error(m, e) });
   const writeBehind = new WriteBehind({ location, persistence: bindingPersistence(store), log: (m, e) => logger.error(m, e) });
   const restored = await writeBehind.restore();
   const digest = new DigestServer({ secret: derive('digest-nonce'), nonceTtlMs: config.auth.nonceTtlSeconds * 1000, algorithms: config.auth.algorithms });
@@ -111,6 +114,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const calls = new CallTracker(callLog, (m, e) => logger.error(m, e));
   const router = new SipRouter({
     layer, proxy, tokens, registrar, location, digest, realm, calls, isLocal,
+    connectionAlive: (id) => transports.hasConnection(id),
     directory: {
       findCredentials,
       findUser: async (login) => {

@@ -34,6 +34,8 @@ export interface RouterDeps {
   readonly calls: CallTracker;
   /** Our domain and addresses ("myself"). */
   isLocal(host: string, port?: number): boolean;
+  /** Is this stream connection still open? */
+  connectionAlive(id: number): boolean;
   readonly noAnswerMs: number;
   readonly serverHeader: string;
   readonly log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, err?: unknown) => void;
@@ -179,7 +181,7 @@ export class SipRouter implements TransactionUser {
       if (isInvite) d.calls.rejected(record, 480);
       return tx.respond(this.#reply(req, 480));
     }
-    const targets = bindings.map((b) => targetOf(b));
+    const targets = bindings.map((b) => targetOf(b, d.connectionAlive));
     if (isInvite) d.calls.start({ ...record, fromTag: req.fromTag ?? '' });
     d.proxy.forward({
       serverTx: tx, request: req, flow, targets, recordRoute: isInvite,
@@ -252,12 +254,23 @@ export class SipRouter implements TransactionUser {
  * (RFC 5626 §5.3). UDP: the Contact address, unless the REGISTER came from another host,
  * which means NAT: then the source address and port it came from (RFC 3581 symmetric response).
  */
-export function bindingDestination(b: Binding): Destination {
+export function bindingDestination(b: Binding, connectionAlive: (id: number) => boolean = () => true): Destination {
   const f = b.flow;
-  if (f.transport !== 'udp' || b.instance !== undefined) {
-    const dest: Destination = { transport: f.transport, address: f.remoteAddress, port: f.remotePort };
-    return f.connectionId !== undefined ? { ...dest, connectionId: f.connectionId } : dest;
+  if (f.transport !== 'udp') {
+    if (f.connectionId !== undefined && connectionAlive(f.connectionId)) {
+      return { transport: f.transport, address: f.remoteAddress, port: f.remotePort, connectionId: f.connectionId };
+    }
+    // The phone's connection is gone (server restart, network change): its source port was
+    // ephemeral, so open a new connection to the address its Contact names.
+    try {
+      const fromContact = destinationOfUri(parseUri(b.contact));
+      if (fromContact !== undefined) return { ...fromContact, transport: f.transport };
+    } catch {
+      /* fall through */
+    }
+    return { transport: f.transport, address: f.remoteAddress, port: f.remotePort };
   }
+  if (b.instance !== undefined) return { transport: 'udp', address: f.remoteAddress, port: f.remotePort };
   try {
     const u = parseUri(b.contact);
     if (u.host === f.remoteAddress) return { transport: 'udp', address: u.host, port: u.port ?? 5060 };
@@ -267,8 +280,8 @@ export function bindingDestination(b: Binding): Destination {
   return { transport: 'udp', address: f.remoteAddress, port: f.remotePort };
 }
 
-function targetOf(b: Binding): ProxyTarget {
-  return { uri: b.contact, destination: bindingDestination(b), label: b.contact };
+function targetOf(b: Binding, connectionAlive: (id: number) => boolean): ProxyTarget {
+  return { uri: b.contact, destination: bindingDestination(b, connectionAlive), label: b.contact };
 }
 
 function destinationOfUri(u: SipUri): Destination | undefined {

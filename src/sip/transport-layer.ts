@@ -33,6 +33,8 @@ export interface TransportLayerOptions {
   /** Answer requests at their source address:port even without ;rport (Kamailio force_rport). */
   readonly forceRport?: boolean;
   readonly log?: (level: 'debug' | 'warn' | 'error', msg: string, err?: unknown) => void;
+  /** A stream connection closed (RFC 5626 §5.3: its flow is gone). */
+  readonly onConnectionClosed?: (connectionId: number) => void;
 }
 
 interface Connection {
@@ -194,6 +196,11 @@ export class TransportLayer implements MessageSender {
       this.#connections.delete(id);
       if (this.#byRemote.get(flowKey(flow)) === id) this.#byRemote.delete(flowKey(flow));
       this.stats.connections = this.#connections.size;
+      try {
+        this.#opts.onConnectionClosed?.(id);
+      } catch (e) {
+        this.#log('error', 'connection close handler failed', e);
+      }
     });
     return conn;
   }
