@@ -47,6 +47,12 @@ function advertisedHost(config: Config): string {
   return '127.0.0.1';
 }
 
+/** The API logs pino-style `(fields, message)`; fields other than `err` (method, path) go in the line. */
+function httpLogLine(fields: object, msg: string | undefined): string {
+  const rest = Object.entries(fields).filter(([k]) => k !== 'err').map(([k, v]) => `${k}=${String(v)}`);
+  return `${msg ?? 'http'}${rest.length > 0 ? ' ' + rest.join(' ') : ''}`;
+}
+
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   const secrets = ensureDataDir(config);
   let location: LocationService | undefined;
@@ -138,9 +144,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       })),
     },
     logger: {
-      info: (o, m) => logger.info(`${m ?? 'http'} ${JSON.stringify(o)}`),
-      warn: (o, m) => logger.warn(`${m ?? 'http'} ${JSON.stringify(o)}`),
-      error: (o, m) => logger.error(`${m ?? 'http'} ${JSON.stringify(o)}`),
+      info: (o, m) => logger.info(httpLogLine(o, m)),
+      warn: (o, m) => logger.warn(httpLogLine(o, m), (o as { err?: unknown }).err),
+      error: (o, m) => logger.error(httpLogLine(o, m), (o as { err?: unknown }).err),
     },
   });
   const http: HttpServer = createHttpServer(api);
