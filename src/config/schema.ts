@@ -77,7 +77,7 @@ export const CONFIG_FIELDS = [
   { key: 'httpListen', env: 'CAREFLOW_HTTP_LISTEN', flag: '--http-listen', help: 'HTTP API host:port (default 0.0.0.0:8080)' },
   { key: 'numberPrefix', env: 'CAREFLOW_NUMBER_PREFIX', flag: '--number-prefix', help: 'prefix of new numbers (default care4w-)' },
   { key: 'numberStart', env: 'CAREFLOW_NUMBER_START', flag: '--number-start', help: 'first number (default 1000001)' },
-  { key: 'authAlgorithms', env: 'CAREFLOW_AUTH_ALGORITHMS', flag: '--auth-algorithms', help: 'digest challenges, in order (default MD5,SHA-256)' },
+  { key: 'authAlgorithms', env: 'CAREFLOW_AUTH_ALGORITHMS', flag: '--auth-algorithms', help: 'digest challenges offered, in order: MD5, SHA-256 or both (default MD5; see README before adding SHA-256)' },
   { key: 'regMinExpires', env: 'CAREFLOW_REG_MIN_EXPIRES', flag: '--reg-min-expires', help: 'shortest registration, seconds (default 60)' },
   { key: 'regMaxExpires', env: 'CAREFLOW_REG_MAX_EXPIRES', flag: '--reg-max-expires', help: 'longest registration, seconds (default 3600)' },
   { key: 'regDefaultExpires', env: 'CAREFLOW_REG_DEFAULT_EXPIRES', flag: '--reg-default-expires', help: 'registration when none asked, seconds (default 3600)' },
@@ -97,7 +97,9 @@ export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' |
   httpListen: '0.0.0.0:8080',
   numberPrefix: 'care4w-',
   numberStart: '1000001',
-  authAlgorithms: 'MD5,SHA-256',
+  // MD5 only: baresip 1.0 (libre 2.x) rejects a 401 that carries any non-MD5 challenge, even
+  // after an MD5 one, and SIPp 3.6 and many desk phones know MD5 only (README, Configuration).
+  authAlgorithms: 'MD5',
   regMinExpires: '60',
   regMaxExpires: '3600',
   regDefaultExpires: '3600',

@@ -163,10 +163,7 @@ export class SipRouter implements TransactionUser {
     // The From user must be the authenticated user (no caller-ID spoofing between users).
     const fromUser = req.from.uri.user !== undefined ? unescape(req.from.uri.user) : '';
     if (fromUser !== caller.sipUsername && fromUser !== caller.number) return tx.respond(this.#reply(req, 403, 'From does not match the authenticated user'));
-    // §22.3: credentials for our realm were consumed here and are not forwarded.
-    const keep = req.getAll('proxy-authorization').filter((v) => !/realm\s*=\s*"?([^",]*)"?/i.test(v) || /realm\s*=\s*"?([^",]*)"?/i.exec(v)![1] !== d.realm);
-    req.remove('proxy-authorization');
-    for (const v of keep) req.append('proxy-authorization', v);
+    stripOwnCredentials(req, d.realm);
     const isInvite = req.method === 'INVITE';
     if (isInvite) tx.respond(this.#reply(req, 100)); // §16.2
     const login = uri.user !== undefined ? unescape(uri.user) : '';
@@ -214,6 +211,7 @@ export class SipRouter implements TransactionUser {
     const dest = this.#dialogDestination(req, routed);
     if (dest === undefined) return tx.respond(this.#reply(req, 404, 'No route to the other party'));
     if (req.method === 'BYE') this.#d.calls.ended(req.callId, req.fromTag);
+    stripOwnCredentials(req, this.#d.realm);
     const target: ProxyTarget = { uri: req.uri, destination: dest, label: req.uri };
     this.#d.proxy.forward({ serverTx: tx, request: req, flow, targets: [target], recordRoute: false });
   }
@@ -242,11 +240,29 @@ export class SipRouter implements TransactionUser {
     const mf = Number(req.get('max-forwards') ?? '70');
     if (mf <= 0) return;
     req.set('max-forwards', String(mf - 1));
+    stripOwnCredentials(req, this.#d.realm);
     const out = this.#d.proxy.interfaceFor(dest.transport);
     if (out === undefined) return;
     req.prepend('via', `SIP/2.0/${viaTransportName(out.transport)} ${formatHost(out.host)}:${out.port};branch=${newBranch()};rport`);
     this.#d.layer.sendStateless(req, dest);
   }
+}
+
+const REALM_RE = /realm\s*=\s*(?:"([^"]*)"|([^\s,]+))/i;
+
+/**
+ * §22.3: Proxy-Authorization values for our realm were meant for us (phones resend them on
+ * every request of a dialog); they are not forwarded, so the callee never sees the caller's
+ * login name or digest. Values for other realms pass untouched.
+ */
+export function stripOwnCredentials(req: SipRequest, realm: string): void {
+  if (!req.has('proxy-authorization')) return;
+  const keep = req.getAll('proxy-authorization').filter((v) => {
+    const m = REALM_RE.exec(v);
+    return m === null || (m[1] ?? m[2]) !== realm;
+  });
+  req.remove('proxy-authorization');
+  for (const v of keep) req.append('proxy-authorization', v);
 }
 
 /**

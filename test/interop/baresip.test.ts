@@ -6,9 +6,9 @@
 // its own tone (A 440 Hz, B 660 Hz), so the audio each one receives must be loud and at
 // the other side's frequency. The call log must hold both calls, answered, ended by
 // the caller.
-import { test, before } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { startServer, waitFor, type CareflowUser, type ServerHandle } from './harness.ts';
@@ -27,6 +27,8 @@ let userA: CareflowUser;
 let userB: CareflowUser;
 let uaA: BaresipUa;
 let uaB: BaresipUa;
+let mediaDir: string | undefined;
+let failed = false;
 
 interface StoredCall {
   callId: string; callerUserId: number | null; calleeUserId: number | null; callerUri: string; calleeUri: string;
@@ -35,11 +37,16 @@ interface StoredCall {
 }
 
 before(async () => {
+  failed = true; // until the setup is complete: keep whatever it left for a look
   version = requireBaresip(); // fails (never skips) with the install command
+  // baresip 1.0 (libre) gives up with ENOSYS ("Register: Function not implemented") on a
+  // 401/407 that carries any challenge it cannot compute, even when an MD5 one comes first:
+  // the default configuration (MD5 only) must work with it: no CAREFLOW_AUTH_ALGORITHMS here.
   server = await startServer();
   userA = await server.addUser('Baresip Alice');
   userB = await server.addUser('Baresip Bob');
   const media = mkdtempSync(join(tmpdir(), 'careflow-tones-'));
+  mediaDir = media;
   makeTone(join(media, 'a.wav'), TONE_A);
   makeTone(join(media, 'b.wav'), TONE_B);
   const proxy = { host: '127.0.0.1', port: server.sipPort };
@@ -54,6 +61,7 @@ before(async () => {
       proxy, transport: 'tcp', answermode: 'auto',
     },
   });
+  failed = false;
 });
 
 /** Everything a failure needs: the setup, both user agents and the server's log. */
@@ -77,15 +85,29 @@ async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const isCall = (type: string) => (e: BaresipEvent): boolean => e.type === type;
 
-async function online(user: CareflowUser): Promise<void> {
-  await waitFor(`${user.sipUsername} online`, async () => {
+async function online(user: CareflowUser, want = true): Promise<void> {
+  await waitFor(`${user.sipUsername} ${want ? 'online' : 'offline'}`, async () => {
     const u = await server.apiJson<{ online?: unknown }>(`/api/users/${user.id}`);
-    return u.online === true ? true : undefined;
+    return u.online === want ? true : undefined;
   }, 15_000, 200);
 }
 
-/** Received audio on `ua` since the dumps in `before` must be the other side's tone. */
-function assertHeard(ua: BaresipUa, before: string[], freq: number, from: string): void {
+// Temp folders (baresip configs, recordings, tones) are kept when a test failed, for a look.
+after(async () => {
+  await Promise.all([uaA, uaB].map((ua) => ua?.stop()));
+  if (failed) return;
+  for (const dir of [uaA?.dir, uaB?.dir, mediaDir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A test that marks the run failed (keep the temp folders) when it throws. */
+function check(name: string, fn: (t: TestContext) => Promise<void>): void {
+  test(name, async (t) => {
+    try { await fn(t); } catch (e) { failed = true; throw e; }
+  });
+}
+
+/** Received audio on `ua` since the dumps in `before` must be the other side's tone; returns a summary. */
+function assertHeard(ua: BaresipUa, before: string[], freq: number, from: string): string {
   const files = ua.received().filter((f) => !before.includes(f));
   assert.ok(files.length >= 1, `${ua.name} wrote no received-audio dump (sndfile *-dec.wav) for the call from ${from}\n${context()}`);
   const report: string[] = [];
@@ -101,6 +123,7 @@ function assertHeard(ua: BaresipUa, before: string[], freq: number, from: string
   assert.ok(best.rms > 1000, `received audio is silent or nearly so (RMS ${best.rms.toFixed(0)} <= 1000): ${detail}\n${context()}`);
   assert.ok(best.activeSeconds >= 2, `less than 2 s of audible audio received: ${detail}\n${context()}`);
   assert.ok(Math.abs(best.frequency - freq) <= freq * 0.1, `received audio is not the other side's ${freq} Hz tone: ${detail}\n${context()}`);
+  return detail;
 }
 
 async function callRecords(): Promise<StoredCall[]> {
@@ -108,8 +131,8 @@ async function callRecords(): Promise<StoredCall[]> {
   return body.calls;
 }
 
-/** caller dials callee by number; callee answers; talk; caller hangs up; returns the Call-ID. */
-async function call(caller: BaresipUa, callee: BaresipUa, calleeUser: CareflowUser, answer: 'auto' | 'accept'): Promise<void> {
+/** caller dials callee by number; callee answers; talk; caller hangs up; returns what each side heard. */
+async function call(caller: BaresipUa, callee: BaresipUa, calleeUser: CareflowUser, answer: 'auto' | 'accept'): Promise<string[]> {
   const fromCaller = caller.events.length;
   const fromCallee = callee.events.length;
   const recCaller = caller.received();
@@ -118,8 +141,9 @@ async function call(caller: BaresipUa, callee: BaresipUa, calleeUser: CareflowUs
 
   const r = await step(`${caller.name} dial ${target}`, () => caller.command('dial', target));
   assert.ok(r.ok, `${caller.name}: ctrl_tcp dial ${target} refused: ${JSON.stringify(r.raw)}\n${context()}`);
-  await step(`${callee.name} sees the incoming call`, () => callee.waitEvent('CALL_INCOMING', isCall('CALL_INCOMING'), 10_000, fromCallee));
   if (answer === 'accept') {
+    // baresip emits CALL_INCOMING only when it does not answer by itself (answermode=manual)
+    await step(`${callee.name} sees the incoming call`, () => callee.waitEvent('CALL_INCOMING', isCall('CALL_INCOMING'), 10_000, fromCallee));
     const a = await step(`${callee.name} accept`, () => callee.command('accept'));
     assert.ok(a.ok, `${callee.name}: ctrl_tcp accept refused: ${JSON.stringify(a.raw)}\n${context()}`);
   }
@@ -135,8 +159,10 @@ async function call(caller: BaresipUa, callee: BaresipUa, calleeUser: CareflowUs
   await step(`${callee.name} call closed (BYE through the proxy)`, () => callee.waitEvent('CALL_CLOSED', isCall('CALL_CLOSED'), 10_000, fromCallee));
   await sleep(300); // sndfile closes its dumps when the audio stream is freed
 
-  assertHeard(callee, recCallee, caller === uaA ? TONE_A : TONE_B, caller.name);
-  assertHeard(caller, recCaller, callee === uaA ? TONE_A : TONE_B, callee.name);
+  return [
+    assertHeard(callee, recCallee, caller === uaA ? TONE_A : TONE_B, caller.name),
+    assertHeard(caller, recCaller, callee === uaA ? TONE_A : TONE_B, callee.name),
+  ];
 }
 
 /** Waits for the call record from `caller` to `callee` with a Call-ID not in `known`. */
@@ -164,21 +190,32 @@ function assertAnswered(rec: StoredCall, what: string): void {
   assert.equal(rec.endedBy, 'caller', msg);
 }
 
-test('both baresip user agents register: A over UDP by SIP username, B over TCP by number', async () => {
+check('both baresip user agents register: A over UDP by SIP username, B over TCP by number', async (t) => {
   await step(`A (${userA.sipUsername}, UDP) online`, () => online(userA));
   await step(`B (${userB.sipUsername}, TCP, auth user ${userB.number}) online`, () => online(userB));
   const devices = await server.apiJson<{ devices: unknown[] }>(`/api/users/${userB.id}/devices`);
   assert.match(JSON.stringify(devices), /tcp/i, `B's binding does not say TCP: ${JSON.stringify(devices)}\n${context()}`);
+  t.diagnostic(`${version}; CareFlow SIP 127.0.0.1:${server.sipPort}; A UDP from :${uaA.sipPort}, B TCP from :${uaB.sipPort}; B's devices ${JSON.stringify(devices)}`);
 });
 
-test('A (UDP) calls B (TCP) by number, B auto-answers, tones flow both ways, A hangs up; the call log has it', async () => {
+check('A (UDP) calls B (TCP) by number, B auto-answers, tones flow both ways, A hangs up; the call log has it', async (t) => {
   const known = new Set((await callRecords()).map((c) => c.callId));
-  await call(uaA, uaB, userB, 'auto');
-  assertAnswered(await newRecord(userA, userB, known), 'call record A -> B');
+  for (const line of await call(uaA, uaB, userB, 'auto')) t.diagnostic(line);
+  const rec = await newRecord(userA, userB, known);
+  assertAnswered(rec, 'call record A -> B');
+  t.diagnostic(`call record: ${JSON.stringify(rec)}`);
 });
 
-test('B (TCP) calls A (UDP) by number, A accepts, tones flow both ways, B hangs up; the call log has it', async () => {
+check('B (TCP) calls A (UDP) by number, A accepts, tones flow both ways, B hangs up; the call log has it', async (t) => {
   const known = new Set((await callRecords()).map((c) => c.callId));
-  await call(uaB, uaA, userA, 'accept');
-  assertAnswered(await newRecord(userB, userA, known), 'call record B -> A');
+  for (const line of await call(uaB, uaA, userA, 'accept')) t.diagnostic(line);
+  const rec = await newRecord(userB, userA, known);
+  assertAnswered(rec, 'call record B -> A');
+  t.diagnostic(`call record: ${JSON.stringify(rec)}`);
+});
+
+check('both user agents unregister when they quit (REGISTER Expires 0 over UDP and TCP)', async () => {
+  await Promise.all([uaA.stop(), uaB.stop()]);
+  await step(`A (${userA.sipUsername}, UDP) offline after baresip quit`, () => online(userA, false));
+  await step(`B (${userB.sipUsername}, TCP) offline after baresip quit`, () => online(userB, false));
 });

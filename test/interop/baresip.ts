@@ -105,7 +105,7 @@ export interface AudioStats {
   dbfs: number;
   /** seconds in 20 ms windows whose RMS is above `threshold` */
   activeSeconds: number;
-  /** median zero-crossing frequency of the active windows, Hz (0 when none) */
+  /** zero-crossing frequency over the active windows, Hz (0 when none): a pure tone's pitch */
   frequency: number;
 }
 
@@ -116,27 +116,27 @@ export function audioStats(samples: Int16Array, sampleRate: number, threshold = 
   const rms = samples.length > 0 ? Math.sqrt(sum / samples.length) : 0;
   const win = Math.max(1, Math.round(sampleRate / 50));
   let active = 0;
-  const freqs: number[] = [];
+  let crossingsInActive = 0;
   for (let start = 0; start + win <= samples.length; start += win) {
     let e = 0;
     let crossings = 0;
     for (let i = start; i < start + win; i++) {
       const v = samples[i] ?? 0;
       e += v * v;
-      if (i > start && ((samples[i - 1] ?? 0) < 0) !== (v < 0)) crossings++;
+      if (i > 0 && ((samples[i - 1] ?? 0) < 0) !== (v < 0)) crossings++;
     }
     if (Math.sqrt(e / win) > threshold) {
       active++;
-      freqs.push((crossings / 2) * (sampleRate / win));
+      crossingsInActive += crossings;
     }
   }
-  freqs.sort((x, y) => x - y);
+  const activeSeconds = (active * win) / sampleRate;
   return {
     seconds: samples.length / sampleRate,
     rms,
     dbfs: rms > 0 ? 20 * Math.log10(rms / 32768) : -Infinity,
-    activeSeconds: (active * win) / sampleRate,
-    frequency: freqs.length > 0 ? (freqs[Math.floor(freqs.length / 2)] ?? 0) : 0,
+    activeSeconds,
+    frequency: activeSeconds > 0 ? crossingsInActive / 2 / activeSeconds : 0,
   };
 }
 
@@ -272,6 +272,9 @@ function netstring(payload: string): Buffer {
   return Buffer.concat([Buffer.from(`${body.length}:`, 'ascii'), body, Buffer.from(',', 'ascii')]);
 }
 
+// the menu module redraws "[0:00:03] audio=64000/64000 (bit/s)" many times a second
+const STATUS_LINE = /\[\d+:\d\d:\d\d\] audio=\S* \(bit\/s\)\s*/g;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function startBaresip(opts: BaresipOptions): Promise<BaresipUa> {
@@ -395,7 +398,7 @@ export async function startBaresip(opts: BaresipOptions): Promise<BaresipUa> {
         `account: ${line.replace(/auth_pass=[^;]*/, 'auth_pass=***')}`,
         `events: ${events.map((e) => `${e.type}${e.param !== undefined && e.param !== '' ? `(${e.param})` : ''}`).join(', ') || 'none'}`,
         `recordings: ${readdirSafe(recordDir).join(', ') || 'none'}`,
-        `last 4 KB of output:\n${out.slice(-4096)}`,
+        `last 4 KB of output (call status lines removed):\n${out.replace(STATUS_LINE, '').slice(-4096)}`,
       ].join('\n');
     },
     received: () => readdirSafe(recordDir).filter((f) => f.endsWith('-dec.wav')).map((f) => join(recordDir, f)),

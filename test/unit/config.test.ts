@@ -32,7 +32,7 @@ describe('loadConfig', () => {
     assert.equal(c.sip.tls, undefined);
     assert.deepEqual(c.http.listen, { host: '0.0.0.0', port: 8080 });
     assert.deepEqual(c.numbers, { prefix: 'care4w-', start: 1000001 });
-    assert.deepEqual(c.auth, { algorithms: ['MD5', 'SHA-256'], nonceTtlSeconds: 300 });
+    assert.deepEqual(c.auth, { algorithms: ['MD5'], nonceTtlSeconds: 300 });
     assert.deepEqual(c.registrar, { minExpires: 60, maxExpires: 3600, defaultExpires: 3600 });
     assert.deepEqual(c.proxy, { noAnswerSeconds: 60 });
     assert.equal(c.logLevel, 'info');
