@@ -53,8 +53,11 @@ export function createHttpApi(options: HttpApiOptions): RequestHandler {
   const { store, accounts, callLog, presence } = options;
   const router = new Router(options.adminToken, options.logger);
 
+  // A disabled user's phones can neither register nor be called (the proxy answers 480), so
+  // bindings left from before they were disabled do not count as online.
+  const devicesOf = (user: User): readonly DeviceInfo[] => (user.enabled ? presence.devicesOf(user.id) : []);
   const view = (user: User): Record<string, unknown> => {
-    const devices = presence.devicesOf(user.id).length;
+    const devices = devicesOf(user).length;
     return { ...user, needsRekey: accounts.needsRekey(user), online: devices > 0, devices };
   };
   const userOf = async (id: string | undefined): Promise<User> => accounts.show(intParam(id, 'id', 1));
@@ -88,7 +91,7 @@ export function createHttpApi(options: HttpApiOptions): RequestHandler {
     .add('GET', '/api/users/:id', async ({ params }) => ({ status: 200, body: view(await userOf(params['id'])) }))
     .add('GET', '/api/users/:id/devices', async ({ params }) => {
       const user = await userOf(params['id']);
-      return { status: 200, body: { devices: presence.devicesOf(user.id) } };
+      return { status: 200, body: { devices: devicesOf(user) } };
     })
     .add('POST', '/api/users/:id/password', async ({ params }) => {
       const user = await userOf(params['id']);

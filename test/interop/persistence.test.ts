@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeUdpPort, startServer, type CareflowUser, type ServerHandle } from './harness.ts';
+import { freeTcpPort, freeUdpPort, startServer, type CareflowUser, type ServerHandle } from './harness.ts';
 import {
   authInjection, requests, requireSipp, responses, runSipp, startSippUas,
   type SippHandle, type SippResult,
@@ -160,6 +160,24 @@ for (const how of ['sigterm', 'kill9'] as const) {
   });
 }
 
+test('a TCP binding survives a SIGTERM restart: the proxy opens a new connection to the device\'s Contact', async () => {
+  const alice = await server.addUser('Bind Caller tcp');
+  const gina = await server.addUser('Bind Callee tcp');
+  const port = await freeTcpPort();
+  const reg = await runSipp({ scenario: 'register_device.xml', target: target(), localPort: port, injection: authInjection([gina]), args: ['-t', 't1', ...domainArgs()], timeoutMs: 15_000 });
+  assert.ok(reg.passed, reg.describe());
+  const uas = await startSippUas({ scenario: 'uas_answer.xml', localPort: port, args: ['-t', 't1', '-d', '200'], timeoutMs: 60_000 });
+  try {
+    await sleep(1600);
+    await restart('sigterm');
+    const uac = await call(alice, 'call_uac.xml', gina.number, ['-d', '300']);
+    const [dev] = await settle(uac, [uas]);
+    assert.ok(dev !== undefined && requests(dev, 'INVITE').length >= 1, 'the TCP device never rang');
+  } finally {
+    await uas.stop().catch(() => undefined);
+  }
+});
+
 test('`user passwd` while running: the old password gets 401 twice at once, the new one registers', async () => {
   const dan = await server.addUser('Persist Passwd');
   const before = await register(dan);
@@ -190,10 +208,6 @@ test('`user disable` while running: no REGISTER (401 twice), no call (407 again)
   assert.ok(calling.passed, `a disabled user's call must be challenged again (407, 407):\n${calling.describe()}`);
   assert.equal(responses(calling, 407).length, 2, calling.describe());
 
-  const view = await server.apiJson<ApiUser>(`/api/users/${erin.id}`);
-  assert.equal(view.enabled, false, JSON.stringify(view));
-  assert.equal(view.online, false, `a disabled user must be shown offline (GET /api/users/${erin.id}): ${JSON.stringify(view)}`);
-
   const final = await withClient('udp', server.sipPort, (cl) => cl.request(
     { method: 'INVITE', uri: `sip:${erin.number}@${server.domain}`, domain: server.domain, body: 'v=0\r\n', contentType: 'application/sdp' },
     { username: frank.sipUsername, password: frank.password },
@@ -201,4 +215,7 @@ test('`user disable` while running: no REGISTER (401 twice), no call (407 again)
   const last = final.at(-1);
   assert.ok(last !== undefined);
   assert.ok(last.status === 480 || last.status === 404, `INVITE to a disabled user: want 480 or 404, got ${last.firstLine}\n${last.text}`);
+  const view = await server.apiJson<ApiUser>(`/api/users/${erin.id}`);
+  assert.equal(view.enabled, false, JSON.stringify(view));
+  assert.equal(view.online, false, `a disabled user must be shown offline (GET /api/users/${erin.id}): ${JSON.stringify(view)}`);
 });

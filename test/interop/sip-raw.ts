@@ -180,10 +180,12 @@ export class RawSipClient {
     }
     const s = this.#stream!;
     if (opts.byteByByte === true) {
+      // no Nagle coalescing, and a pause after every byte: one byte per TCP segment
+      s.setNoDelay(true);
       const bytes = Buffer.from(data, 'latin1');
       for (let i = 0; i < bytes.length; i++) {
         await new Promise<void>((res, rej) => s.write(bytes.subarray(i, i + 1), (e) => (e ? rej(e) : res())));
-        if (i % 16 === 0) await new Promise((r) => setTimeout(r, 1));
+        await new Promise((r) => setTimeout(r, 1));
       }
       return;
     }
