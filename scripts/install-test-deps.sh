@@ -9,11 +9,12 @@
 #   sip-tester   SIPp, the SIP load/conformance tool  (test/interop/sipp-*.test.ts)
 #   baresip-core a real SIP softphone                 (test/interop/baresip-*.test.ts)
 #   sox          WAV tones for the audio checks
+#   linphone-cli linphonec, a SHA-256 digest capable softphone (test/interop/digest-order.test.ts)
 #   iproute2, util-linux  `ip` and `unshare`: the torture corpus runs in a private network namespace
 #   openssl      a throw-away certificate for the SIP-over-TLS tests
 set -euo pipefail
 
-packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox iproute2 util-linux openssl})
+packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl})
 # Node: the project pins Node 24 through the npm package `node@24` (node_modules/.bin/node);
 # Debian's nodejs/npm are only the bootstrap that runs `npm ci`, so they are installed
 # only when there is no npm at all.

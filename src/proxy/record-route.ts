@@ -7,7 +7,7 @@
 // versa, so BYE and re-INVITE reach a phone at its NAT address (or over the very TCP
 // connection it opened) whatever its Contact says. When the two sides use different
 // transports we insert two Record-Route values, one per interface (RFC 5658 §4).
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { parseNameAddr } from '../sip/headers.ts';
 import type { SipRequest } from '../sip/message.ts';
 import type { Destination, Flow, TransportName } from '../sip/transport.ts';
@@ -21,9 +21,10 @@ export interface LocalInterface {
 }
 
 export class FlowTokens {
-  readonly #secret: Buffer;
+  /** A KeyObject: createHmac with a raw Buffer key re-imports the key on every call. */
+  readonly #secret: KeyObject;
   constructor(secret: Buffer) {
-    this.#secret = secret;
+    this.#secret = createSecretKey(secret);
   }
 
   encode(f: { transport: TransportName; remoteAddress: string; remotePort: number; connectionId?: number | undefined }): string {

@@ -12,10 +12,10 @@ type State = 'Trying' | 'Proceeding' | 'Completed' | 'Terminated';
 
 export class NonInviteServerTransaction implements ServerTransaction {
   readonly key: string;
-  readonly request: SipRequest;
   readonly flow: Flow;
   state: State = 'Trying';
-  lastResponse: SipResponse | undefined;
+  #request: SipRequest | undefined;
+  #lastResponse: SipResponse | undefined;
   onTerminated: ((reason: 'normal' | 'timeout' | 'transport') => void) | undefined;
   context: unknown;
   readonly #ctx: TransactionContext;
@@ -28,15 +28,25 @@ export class NonInviteServerTransaction implements ServerTransaction {
   constructor(ctx: TransactionContext, key: string, request: SipRequest, flow: Flow, dest: Destination) {
     this.#ctx = ctx;
     this.key = key;
-    this.request = request;
+    this.#request = request;
     this.flow = flow;
     this.#dest = dest;
     this.#guard = ctx.wheel.schedule(64 * ctx.timers.T1 + ctx.timers.T4, () => this.#terminate('timeout'));
   }
 
+  /** The request; after the final response only its retransmissions matter, so it is released. */
+  get request(): SipRequest {
+    if (this.#request === undefined) throw new Error(`transaction ${this.key} has completed; its request was released`);
+    return this.#request;
+  }
+
+  get lastResponse(): SipResponse | undefined {
+    return this.#lastResponse;
+  }
+
   respond(res: SipResponse): void {
     if (this.state === 'Completed' || this.state === 'Terminated') return; // §17.2.2: final sent already
-    this.lastResponse = res;
+    this.#lastResponse = res;
     this.#lastBytes = res.toBuffer();
     if (!this.#ctx.sender.sendRaw(this.#lastBytes, this.#dest)) {
       this.#terminate('transport');
@@ -47,6 +57,11 @@ export class NonInviteServerTransaction implements ServerTransaction {
       return;
     }
     this.state = 'Completed';
+    // Timer J keeps this transaction 32 s on UDP to answer retransmissions: hold only the
+    // bytes to resend, not the parsed messages (a registrar at 8,000 REGISTER/s keeps
+    // 500,000 completed transactions alive).
+    this.#request = undefined;
+    this.#lastResponse = undefined;
     this.#ctx.wheel.cancel(this.#guard);
     const j = isReliable(this.flow.transport) ? 0 : 64 * this.#ctx.timers.T1;
     this.#timerJ = this.#ctx.wheel.schedule(j, () => this.#terminate('normal'));
