@@ -123,9 +123,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     connectionAlive: (id) => transports.hasConnection(id),
     directory: {
       findCredentials,
+      // The same cached lookup as authentication: a login is a SIP username or a number.
       findUser: async (login) => {
-        const u = await store.findUserBySipUsernameOrNumber(login);
-        return u === undefined ? undefined : { id: u.id, enabled: u.enabled };
+        const c = await store.findCredentials(login);
+        return c === undefined ? undefined : { id: c.userId, enabled: c.enabled };
       },
     },
     noAnswerMs: config.proxy.noAnswerSeconds * 1000,

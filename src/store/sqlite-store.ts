@@ -25,7 +25,12 @@ export function sipUsernameOf(id: number): string {
   return `careflow_${id}`;
 }
 
+/** Logins kept in the credentials cache before it starts over (about 300 bytes each). */
+const CREDENTIALS_CACHE_MAX = 200_000;
+
 export class SqliteStore implements Store {
+  readonly #creds = new Map<string, Credentials | undefined>();
+  #credsVersion = -1;
   readonly #db: DatabaseSync;
   readonly #s: Record<string, StatementSync>;
 
@@ -63,6 +68,7 @@ export class SqliteStore implements Store {
         ha1_realm = COALESCE(?, ha1_realm),
         updated_at = ? WHERE id = ?`),
       deleteUser: p('DELETE FROM users WHERE id = ?'),
+      dataVersion: p('PRAGMA data_version'),
       upsertBinding: p(`INSERT INTO bindings (user_id, binding_key, contact_uri, contact_params, expires_at_ms, q, instance, reg_id, call_id, cseq,
           path, received, source_transport, source_address, source_port, user_agent, updated_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -113,6 +119,7 @@ export class SqliteStore implements Store {
   }
 
   async createUsersBulk(users: readonly NewUser[], plan: NumberPlan): Promise<User[]> {
+    this.#usersChanged();
     return this.#transaction(() => {
       // Ids come from a counter that only grows: a deleted user's SIP username is never reused.
       const counter = Number(this.#st('getSetting').get('seq.users')?.['value'] ?? 0);
@@ -161,6 +168,7 @@ export class SqliteStore implements Store {
   }
 
   async updateUser(id: number, update: UserUpdate): Promise<User | undefined> {
+    this.#usersChanged();
     const d = update.digests;
     const enabled = update.enabled === undefined ? null : update.enabled ? 1 : 0;
     const result = this.#st('updateUser').run(
@@ -171,6 +179,7 @@ export class SqliteStore implements Store {
   }
 
   async deleteUser(id: number): Promise<boolean> {
+    this.#usersChanged();
     return this.#transaction(() => this.#st('deleteUser').run(id).changes > 0);
   }
 
@@ -187,7 +196,31 @@ export class SqliteStore implements Store {
     return max + 1;
   }
 
+  /**
+   * Hot path (every REGISTER and new call). Answers come from a cache that is exact: it is
+   * dropped when `PRAGMA data_version` shows that another connection (the `careflow` CLI)
+   * committed, and on every user write through this connection (#usersChanged), so a user
+   * added or changed anywhere takes effect on the next request.
+   */
   async findCredentials(login: string): Promise<Credentials | undefined> {
+    const version = Number(this.#st('dataVersion').get()!['data_version']);
+    if (version !== this.#credsVersion) {
+      this.#creds.clear();
+      this.#credsVersion = version;
+    }
+    const hit = this.#creds.get(login);
+    if (hit !== undefined || this.#creds.has(login)) return hit;
+    const found = this.#loadCredentials(login);
+    if (this.#creds.size >= CREDENTIALS_CACHE_MAX) this.#creds.clear();
+    this.#creds.set(login, found);
+    return found;
+  }
+
+  #usersChanged(): void {
+    this.#creds.clear();
+  }
+
+  #loadCredentials(login: string): Credentials | undefined {
     const row = this.#st(SIP_USERNAME.test(login) ? 'credsBySip' : 'credsByNumber').get(login);
     if (row === undefined) return undefined;
     return {
