@@ -15,18 +15,24 @@ test('credentials cache: writes by another connection and by this one are seen o
   const path = join(mkdtempSync(join(tmpdir(), 'cf-cache-')), 'db.sqlite');
   const server = new SqliteStore(path);
   const cli = new SqliteStore(path);
+  // The data_version check runs at most every 10 ms; wait that long after each foreign write.
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 15));
   assert.equal(await server.findCredentials('careflow_1'), undefined, 'unknown user (negative answer cached)');
   const u = await cli.createUser({ name: 'A', digests: digests('first-password-1') }, plan);
+  await settle();
   const c1 = await server.findCredentials(u.sipUsername);
   assert.ok(c1 !== undefined, 'a user added by another connection is found at once');
   assert.equal((await server.findCredentials(u.number))?.userId, u.id);
   await cli.updateUser(u.id, { enabled: false });
+  await settle();
   assert.equal((await server.findCredentials(u.sipUsername))?.enabled, false, 'disabled by the other connection');
   await cli.updateUser(u.id, { digests: userDigests(u, 'r', 'second-password-2') });
+  await settle();
   assert.notEqual((await server.findCredentials(u.sipUsername))?.ha1Md5, c1.ha1Md5, 'new password seen at once');
   await server.updateUser(u.id, { enabled: true });
   assert.equal((await server.findCredentials(u.sipUsername))?.enabled, true, 'own write seen at once');
   await cli.deleteUser(u.id);
+  await settle();
   assert.equal(await server.findCredentials(u.sipUsername), undefined, 'removal seen at once');
   await server.close();
   await cli.close();
