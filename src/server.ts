@@ -56,7 +56,7 @@ function httpLogLine(fields: object, msg: string | undefined): string {
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   const secrets = ensureDataDir(config);
   let location: LocationService | undefined;
-  const store = new SqliteStore(databasePath(config));
+  const store = new SqliteStore(databasePath(config), { backgroundCheckpoints: true });
   const secret = Buffer.from(secrets.nonceSecret, 'hex');
   const derive = (label: string): Buffer => createHmac('sha256', secret).update(label).digest();
   const realm = config.domain;

@@ -33,7 +33,18 @@ export class FlowTokens {
     return Buffer.from(body).toString('base64url') + '.' + mac.toString('base64url');
   }
 
+  /** Verified tokens: the ACK, re-INVITEs and BYE of a dialog carry the same ones. */
+  readonly #verified = new Map<string, Destination | undefined>();
+
   decode(token: string): Destination | undefined {
+    if (this.#verified.has(token)) return this.#verified.get(token);
+    const dest = this.#verify(token);
+    if (this.#verified.size >= 10_000) this.#verified.clear();
+    this.#verified.set(token, dest);
+    return dest;
+  }
+
+  #verify(token: string): Destination | undefined {
     const dot = token.indexOf('.');
     if (dot <= 0) return undefined;
     const body = Buffer.from(token.slice(0, dot), 'base64url').toString();
@@ -69,10 +80,10 @@ export function recordRouteValues(
 }
 
 export interface LooseRouteResult {
-  /** Our flow-token parameters from the popped Route value(s). */
+  /** Our flow-token parameters from the popped Route value(s), still encoded: decode only the one needed. */
   readonly ftag: string | undefined;
-  readonly callerFlow: Destination | undefined;
-  readonly calleeFlow: Destination | undefined;
+  readonly callerToken: string | undefined;
+  readonly calleeToken: string | undefined;
   readonly popped: number;
 }
 
@@ -80,11 +91,11 @@ export interface LooseRouteResult {
  * §16.4: if the top Route value is ours, remove it (and a second one of ours, RFC 5658).
  * Returns undefined when the request's top Route is not ours.
  */
-export function popOwnRoutes(req: SipRequest, tokens: FlowTokens, isOwn: (host: string, port: number | undefined) => boolean): LooseRouteResult | undefined {
+export function popOwnRoutes(req: SipRequest, isOwn: (host: string, port: number | undefined) => boolean): LooseRouteResult | undefined {
   let popped = 0;
   let ftag: string | undefined;
-  let callerFlow: Destination | undefined;
-  let calleeFlow: Destination | undefined;
+  let callerToken: string | undefined;
+  let calleeToken: string | undefined;
   while (popped < 2) {
     const top = req.first('route');
     if (top === undefined) break;
@@ -99,10 +110,8 @@ export function popOwnRoutes(req: SipRequest, tokens: FlowTokens, isOwn: (host: 
     popped++;
     const p = na.uri.params;
     ftag ??= p.get('ftag') ?? undefined;
-    const cf = p.get('cf');
-    const ef = p.get('ef');
-    if (cf != null) callerFlow ??= tokens.decode(cf);
-    if (ef != null) calleeFlow ??= tokens.decode(ef);
+    callerToken ??= p.get('cf') ?? undefined;
+    calleeToken ??= p.get('ef') ?? undefined;
   }
-  return popped === 0 ? undefined : { ftag, callerFlow, calleeFlow, popped };
+  return popped === 0 ? undefined : { ftag, callerToken, calleeToken, popped };
 }

@@ -93,7 +93,7 @@ export class SipRouter implements TransactionUser {
     const m = req.method;
     if (m === 'CANCEL') return this.#onCancel(req, tx);
     // §16.4: a pre-loaded or recorded route pointing at us is removed (loose routing).
-    const routed = req.has('route') ? popOwnRoutes(req, this.#d.tokens, (h, p) => this.#d.isLocal(h, p)) : undefined;
+    const routed = req.has('route') ? popOwnRoutes(req, (h, p) => this.#d.isLocal(h, p)) : undefined;
     if (req.toTag !== undefined) return this.#inDialog(req, flow, tx, routed);
     // §16.3 step 3: Max-Forwards 0 -> 483 (an OPTIONS addressed to us is answered instead).
     const mf = req.get('max-forwards');
@@ -209,7 +209,7 @@ export class SipRouter implements TransactionUser {
       return tx.respond(this.#reply(req, 481));
     }
     const dest = this.#dialogDestination(req, routed);
-    if (dest === undefined) return tx.respond(this.#reply(req, 404, 'No route to the other party'));
+    if (dest === undefined) return tx.respond(this.#reply(req, 403, 'Route not recorded by this server'));
     if (req.method === 'BYE') this.#d.calls.ended(req.callId, req.fromTag);
     stripOwnCredentials(req, this.#d.realm);
     const target: ProxyTarget = { uri: req.uri, destination: dest, label: req.uri };
@@ -217,23 +217,28 @@ export class SipRouter implements TransactionUser {
   }
 
   #dialogDestination(req: SipRequest, routed: NonNullable<ReturnType<typeof popOwnRoutes>>): Destination | undefined {
-    // More Route values: the next hop is the next Route (§16.12), else the flow we recorded
-    // for the side this request goes to (From tag = caller's -> toward the callee).
-    const next = req.first('route');
-    if (next !== undefined) return destinationOfUri(parseNameAddr(next).uri);
+    // Only a Route we recorded (its flow token verifies) is followed: a Route forged to point at
+    // us must not turn the server into an open relay.
     const downstream = routed.ftag !== undefined && req.fromTag === routed.ftag;
-    const dest = downstream ? routed.calleeFlow : routed.callerFlow;
-    if (dest !== undefined) return dest;
-    try {
-      return destinationOfUri(parseUri(req.uri));
-    } catch {
-      return undefined;
+    const token = downstream ? routed.calleeToken : routed.callerToken;
+    const flowDest = token !== undefined ? this.#d.tokens.decode(token) : undefined;
+    if (flowDest === undefined) return undefined;
+    // More Route values: the next hop is the next Route (§16.12); else the flow we recorded for
+    // the side this request goes to (From tag = the caller's: toward the callee).
+    const next = req.first('route');
+    if (next !== undefined) {
+      try {
+        return destinationOfUri(parseNameAddr(next).uri);
+      } catch {
+        return undefined;
+      }
     }
+    return flowDest;
   }
 
   /** ACK for a 2xx (§13.2.2.4) travels end to end: loose-route it statelessly. */
   #routeAck(req: SipRequest, _flow: Flow): void {
-    const routed = req.has('route') ? popOwnRoutes(req, this.#d.tokens, (h, p) => this.#d.isLocal(h, p)) : undefined;
+    const routed = req.has('route') ? popOwnRoutes(req, (h, p) => this.#d.isLocal(h, p)) : undefined;
     if (routed === undefined) return; // ACK for a response we sent ourselves: absorbed
     const dest = this.#dialogDestination(req, routed);
     if (dest === undefined) return;

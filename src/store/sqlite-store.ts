@@ -9,6 +9,7 @@ import { closeSync, openSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { CareflowError } from '../config/errors.ts';
+import { Checkpointer } from './checkpointer.ts';
 import { migrate } from './migrations.ts';
 import type {
   BindingKey, BindingRow, CallRow, Credentials, ListCallsQuery, ListUsersQuery, NewCallRow,
@@ -32,11 +33,16 @@ export class SqliteStore implements Store {
   readonly #creds = new Map<string, Credentials | undefined>();
   #credsVersion = -1;
   #credsCheckedAt = -Infinity;
+  #checkpointer: Checkpointer | undefined;
   readonly #db: DatabaseSync;
   readonly #s: Record<string, StatementSync>;
 
   /** Opens (creating if needed) and migrates the database at `path` (`:memory:` for tests). */
-  constructor(path: string) {
+  /**
+   * @param options.backgroundCheckpoints the long-running server's connection: WAL checkpoints
+   *   run in a worker thread (src/store/checkpointer.ts), never inside a commit on the event loop.
+   */
+  constructor(path: string, options: { backgroundCheckpoints?: boolean } = {}) {
     try {
       // Create the file 0600 first: it holds the HA1s (SQLite gives -wal/-shm the same mode).
       if (path !== ':memory:' && !path.startsWith('file:')) closeSync(openSync(path, 'a', 0o600));
@@ -46,6 +52,11 @@ export class SqliteStore implements Store {
       throw new CareflowError('STORE_ERROR', `cannot open database ${path} (${(error as Error).message}); check CAREFLOW_DATA_DIR and its permissions`, undefined, { cause: error });
     }
     migrate(this.#db);
+    if (options.backgroundCheckpoints === true && path !== ':memory:') {
+      // journal_size_limit: the WAL is cut back to 16 MiB when it restarts after a checkpoint.
+      this.#db.exec('PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 16777216;');
+      this.#checkpointer = new Checkpointer(path, 1000, (m) => console.error(`careflow: WAL checkpoint failed: ${m}`));
+    }
     const p = (sql: string): StatementSync => this.#db.prepare(sql);
     this.#s = {
       check: p('SELECT 1 AS ok'),
@@ -287,6 +298,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#checkpointer?.stop();
     if (this.#db.isOpen) this.#db.close();
   }
 }

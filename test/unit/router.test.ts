@@ -46,3 +46,14 @@ test('§22.3: Proxy-Authorization for our realm is removed, other realms pass', 
   stripOwnCredentials(req, 'other.example');
   assert.equal(req.has('proxy-authorization'), false);
 });
+
+test('flow tokens: verified, tamper-evident, and decoded from the cache the second time', async () => {
+  const { FlowTokens } = await import('../../src/proxy/record-route.ts');
+  const t = new FlowTokens(Buffer.alloc(32, 3));
+  const tok = t.encode({ transport: 'tcp', remoteAddress: '203.0.113.9', remotePort: 40000, connectionId: 7 });
+  assert.deepEqual(t.decode(tok), { transport: 'tcp', address: '203.0.113.9', port: 40000, connectionId: 7 });
+  assert.deepEqual(t.decode(tok), { transport: 'tcp', address: '203.0.113.9', port: 40000, connectionId: 7 });
+  const forged = Buffer.from('udp~198.51.100.1~5060~').toString('base64url') + tok.slice(tok.indexOf('.'));
+  assert.equal(t.decode(forged), undefined, 'a token for another destination with a copied MAC');
+  assert.equal(new FlowTokens(Buffer.alloc(32, 4)).decode(tok), undefined, 'another server secret');
+});
