@@ -106,6 +106,19 @@ export abstract class SipMessage {
     return first;
   }
 
+  /**
+   * Replaces the first Via value with `text`, whose parsed form is `parsed` (the transport's
+   * received/rport stamp, §18.2.1): the cache is updated instead of parsing the Via again.
+   */
+  replaceTopVia(text: string, parsed: Via): void {
+    const i = this.headers.findIndex((h) => h.name === 'via');
+    if (i < 0) return;
+    const h = this.headers[i]!;
+    const value = h.value.includes(',') ? [text, ...splitList(h.value).slice(1)].join(', ') : text;
+    this.headers[i] = { name: 'via', value };
+    this.#cache.set('via', parsed);
+  }
+
   #cached<T>(key: string, compute: () => T): T {
     if (this.#cache.has(key)) return this.#cache.get(key) as T;
     const v = compute();

@@ -143,9 +143,8 @@ export class TransportLayer implements MessageSender {
       const via = top !== undefined ? parseViaSafe(top) : undefined;
       if (top !== undefined && via !== undefined) {
         const stamped = stampVia(top, via, flow, this.#opts.forceRport === true);
-        const routeVia = stamped !== undefined ? parseViaSafe(stamped) ?? via : via;
-        if (stamped !== undefined) res.set('via', [stamped, ...req.getAll('via').slice(1)].join(', '));
-        this.send(res, responseDestination(routeVia, flow));
+        if (stamped !== undefined) res.set('via', [stamped.text, ...req.getAll('via').slice(1)].join(', '));
+        this.send(res, responseDestination(stamped?.via ?? via, flow));
       } else {
         // The Via cannot route a response (RFC 4475 badinv01, badvers): the packet's source can.
         const dest: Destination = { transport: flow.transport, address: flow.remoteAddress, port: flow.remotePort };
@@ -160,12 +159,8 @@ export class TransportLayer implements MessageSender {
     this.stats.received++;
     if (msg instanceof SipRequest) {
       // §18.2.1: received / rport on the top Via.
-      const top = msg.first('via')!;
-      const stamped = stampVia(top, msg.via, flow, this.#opts.forceRport === true);
-      if (stamped !== undefined) {
-        msg.removeFirst('via');
-        msg.prepend('via', stamped);
-      }
+      const stamped = stampVia(msg.first('via')!, msg.via, flow, this.#opts.forceRport === true);
+      if (stamped !== undefined) msg.replaceTopVia(stamped.text, stamped.via);
     }
     try {
       this.#handler?.onMessage(msg, flow);

@@ -86,10 +86,10 @@ export function responseDestination(via: Via, flow: Flow): Destination {
  * source address, and RFC 3581 §4 fills in `rport` with the source port when it is present
  * without a value. Returns the new Via text, or undefined when nothing changed.
  */
-export function stampVia(viaText: string, via: Via, flow: Flow, forceRport = false): string | undefined {
+export function stampVia(viaText: string, via: Via, flow: Flow, forceRport = false): { text: string; via: Via } | undefined {
   let text = viaText;
-  let changed = false;
   let rport = via.params.get('rport');
+  const params = new Map(via.params);
   if (forceRport && rport === undefined) {
     // Kamailio's force_rport(): behave as if the client had asked for rport (RFC 3581),
     // so answers reach clients behind NAT that do not ask for it.
@@ -98,15 +98,18 @@ export function stampVia(viaText: string, via: Via, flow: Flow, forceRport = fal
   }
   const hostIsAddress = isIPv4(via.host) || isIPv6(via.host);
   const needReceived = !hostIsAddress || normaliseAddress(via.host) !== normaliseAddress(flow.remoteAddress);
+  let changed = false;
   if ((needReceived || rport === null) && !via.params.has('received')) {
     text += `;received=${flow.remoteAddress}`;
+    params.set('received', flow.remoteAddress);
     changed = true;
   }
   if (rport === null) {
     text = text.replace(/;\s*rport(?=\s*(;|$))/i, `;rport=${flow.remotePort}`);
+    params.set('rport', String(flow.remotePort));
     changed = true;
   }
-  return changed ? text : undefined;
+  return changed ? { text, via: { ...via, params } } : undefined;
 }
 
 function normaliseAddress(a: string): string {
