@@ -140,6 +140,12 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const accounts = new AccountService({ store, domain: realm, numbers: config.numbers });
   const api = createHttpApi({
     store, accounts, callLog, adminToken: secrets.adminToken,
+    status: () => ({
+      registrations: location.count(), registeredUsers: location.aorCount(), activeCalls: calls.active,
+      serverTransactions: layer.serverCount, clientTransactions: layer.clientCount, proxyContexts: proxy.activeContexts,
+      connections: transports.stats.connections, received: transports.stats.received, sent: transports.stats.sent,
+      parseErrors: transports.stats.parseErrors,
+    }),
     presence: {
       devicesOf: (userId) => location.lookup(String(userId)).map((b) => ({
         contact: b.contact, transport: b.flow.transport, source: `${b.flow.remoteAddress}:${b.flow.remotePort}`, expiresAt: b.expiresAt,

@@ -45,6 +45,8 @@ export interface HttpApiOptions {
   readonly presence: Presence;
   readonly adminToken: string;
   readonly logger: ApiLogger;
+  /** Live counters of the SIP side (registrations, transactions, calls), for GET /api/status. */
+  readonly status?: () => Record<string, number>;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -63,6 +65,18 @@ export function createHttpApi(options: HttpApiOptions): RequestHandler {
   const userOf = async (id: string | undefined): Promise<User> => accounts.show(intParam(id, 'id', 1));
 
   router
+    .add('GET', '/api/status', async (): Promise<Reply> => {
+      const m = process.memoryUsage();
+      const mib = (n: number): number => Math.round((n / 1048576) * 10) / 10;
+      return {
+        status: 200,
+        body: {
+          uptimeSeconds: Math.round(process.uptime()),
+          memoryMiB: { rss: mib(m.rss), heapUsed: mib(m.heapUsed), heapTotal: mib(m.heapTotal), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) },
+          sip: options.status?.() ?? {},
+        },
+      };
+    })
     .add('GET', '/api/health', async (): Promise<Reply> => {
       try {
         await store.check();

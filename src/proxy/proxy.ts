@@ -40,7 +40,8 @@ export interface ForwardOptions {
 
 interface Branch {
   readonly target: ProxyTarget;
-  readonly request: SipRequest;
+  /** The request sent on this branch; released when the branch is done (kept for CANCEL). */
+  request: SipRequest | undefined;
   tx: ClientTransaction | undefined;
   done: boolean;
   response: SipResponse | undefined;
@@ -52,7 +53,10 @@ interface Branch {
 }
 
 interface Context {
-  readonly opts: ForwardOptions;
+  readonly serverTx: ServerTransaction;
+  /** The request as received; released when the context is done. */
+  request: SipRequest | undefined;
+  onOutcome: ((o: ProxyOutcome) => void) | undefined;
   readonly branches: Branch[];
   finalSent: boolean;
   answered: boolean;
@@ -134,7 +138,10 @@ export class ProxyCore {
 
   /** §16.6: forward to every target in parallel. */
   forward(opts: ForwardOptions): void {
-    const ctx: Context = { opts, branches: [], finalSent: false, answered: false, cancelled: false, noAnswer: false, noAnswerTimer: undefined };
+    const ctx: Context = {
+      serverTx: opts.serverTx, request: opts.request, onOutcome: opts.onOutcome, branches: [],
+      finalSent: false, answered: false, cancelled: false, noAnswer: false, noAnswerTimer: undefined,
+    };
     this.#byServerTx.set(opts.serverTx, ctx);
     this.#active++;
     const isInvite = opts.request.method === 'INVITE';
@@ -156,8 +163,10 @@ export class ProxyCore {
       return;
     }
     for (const branch of ctx.branches) {
+      const req = branch.request;
+      if (req === undefined) continue;
       if (isInvite) branch.timerC = this.#layer.wheel.schedule(this.#timerCMs, () => this.#onTimerC(ctx, branch));
-      branch.tx = this.#layer.request(branch.request, branch.target.destination, {
+      branch.tx = this.#layer.request(req, branch.target.destination, {
         onResponse: (res) => this.#onResponse(ctx, branch, res),
         onTimeout: () => this.#onBranchFailed(ctx, branch, 408),
       });
@@ -196,22 +205,28 @@ export class ProxyCore {
       // §9.1: a CANCEL waiting for a provisional may go now.
       if (branch.cancelPending && !branch.cancelSent) this.#sendCancel(branch);
       // §16.7 step 5: provisionals other than 100 are forwarded immediately.
-      if (s > 100 && !ctx.finalSent) ctx.opts.serverTx.respond(res);
+      if (s > 100 && !ctx.finalSent) ctx.serverTx.respond(res);
       return;
     }
-    this.#finishBranch(branch);
-    branch.response = branch.timedOut && s === 487 ? createResponse(ctx.opts.request, 408) : res;
     if (s < 300) {
-      // §16.7 step 5 / RFC 6026: every 2xx to an INVITE is forwarded immediately.
+      // §16.7 step 5 / RFC 6026: every 2xx to an INVITE is forwarded immediately, the
+      // retransmissions that reach a finished branch (Timer M) included.
+      ctx.serverTx.respond(res);
+      if (branch.done) return;
+      this.#finishBranch(branch);
+      branch.response = res;
       const first = !ctx.answered;
       ctx.answered = true;
-      ctx.opts.serverTx.respond(res);
       if (!ctx.finalSent) this.#markFinal(ctx);
       // §16.7 step 10: CANCEL all other pending branches.
       this.#cancelBranches(ctx, branch);
-      if (first) ctx.opts.onOutcome?.({ kind: 'answered', response: res, target: branch.target });
+      if (first) ctx.onOutcome?.({ kind: 'answered', response: res, target: branch.target });
+      this.#maybeRelease(ctx);
       return;
     }
+    if (branch.done) return;
+    this.#finishBranch(branch);
+    branch.response = branch.timedOut && s === 487 && ctx.request !== undefined ? createResponse(ctx.request, 408) : res;
     if (s >= 600) this.#cancelBranches(ctx, branch); // §16.7 step 5: a 6xx ends the search
     this.#maybeFinish(ctx);
   }
@@ -220,8 +235,9 @@ export class ProxyCore {
     if (branch.done) return;
     this.#finishBranch(branch);
     // §16.7: a timeout counts as a 408 from that branch.
-    branch.response = createResponse(ctx.opts.request, status);
+    if (ctx.request !== undefined) branch.response = createResponse(ctx.request, status);
     this.#maybeFinish(ctx);
+    this.#maybeRelease(ctx);
   }
 
   #onTimerC(ctx: Context, branch: Branch): void {
@@ -239,6 +255,7 @@ export class ProxyCore {
 
   #finishBranch(branch: Branch): void {
     branch.done = true;
+    branch.request = undefined;
     this.#layer.wheel.cancel(branch.timerC);
     branch.timerC = undefined;
   }
@@ -246,7 +263,7 @@ export class ProxyCore {
   #cancelBranches(ctx: Context, except: Branch | undefined): void {
     for (const b of ctx.branches) {
       if (b === except || b.done || b.cancelSent) continue;
-      if (b.request.method !== 'INVITE') continue; // §9.1: only INVITE is cancelled
+      if (b.request?.method !== 'INVITE') continue; // §9.1: only INVITE is cancelled
       if (b.tx?.gotProvisional === true) this.#sendCancel(b);
       else b.cancelPending = true; // §9.1: wait for a provisional before sending CANCEL
     }
@@ -254,7 +271,7 @@ export class ProxyCore {
 
   /** §9.1: CANCEL with the same Request-URI, Call-ID, To, From, CSeq number, top Via and Route. */
   #sendCancel(b: Branch): void {
-    if (b.cancelSent) return;
+    if (b.cancelSent || b.request === undefined) return;
     b.cancelSent = true;
     const inv = b.request;
     const c = new SipRequest('CANCEL', inv.uri, []);
@@ -278,18 +295,30 @@ export class ProxyCore {
   }
 
   #maybeFinish(ctx: Context): void {
-    if (ctx.finalSent || ctx.branches.some((b) => !b.done)) return;
-    let best = this.#best(ctx);
+    if (ctx.finalSent || ctx.branches.some((b) => !b.done) || ctx.request === undefined) return;
+    let best = this.#best(ctx, ctx.request);
     // §16.10: a cancelled INVITE is answered 487 even if a branch only timed out.
-    if (ctx.cancelled && best.status !== 487) best = createResponse(ctx.opts.request, 487);
-    if (ctx.noAnswer && !ctx.cancelled) best = createResponse(ctx.opts.request, 408, 'No Answer');
+    if (ctx.cancelled && best.status !== 487) best = createResponse(ctx.request, 487);
+    if (ctx.noAnswer && !ctx.cancelled) best = createResponse(ctx.request, 408, 'No Answer');
     this.#sendFinal(ctx, best);
   }
 
+  /**
+   * The call setup is over (final sent, every branch done): keep nothing but what forwarding
+   * late 2xx retransmissions needs (the server transaction). Transactions live on up to 32 s.
+   */
+  #maybeRelease(ctx: Context): void {
+    if (!ctx.finalSent || ctx.branches.some((b) => !b.done)) return;
+    ctx.request = undefined;
+    ctx.onOutcome = undefined;
+    for (const b of ctx.branches) b.response = undefined;
+    this.#byServerTx.delete(ctx.serverTx);
+  }
+
   /** §16.7 step 6: 6xx first, else the lowest class, preferring 401/407/415/420/484; 503 -> 500. */
-  #best(ctx: Context): SipResponse {
+  #best(ctx: Context, request: SipRequest): SipResponse {
     const rs = ctx.branches.map((b) => b.response).filter((r): r is SipResponse => r !== undefined);
-    if (rs.length === 0) return createResponse(ctx.opts.request, 408);
+    if (rs.length === 0) return createResponse(request, 408);
     const sixxx = rs.find((r) => r.status >= 600);
     let best = sixxx;
     if (best === undefined) {
@@ -323,7 +352,8 @@ export class ProxyCore {
   #sendFinal(ctx: Context, res: SipResponse): void {
     if (ctx.finalSent) return;
     this.#markFinal(ctx);
-    ctx.opts.serverTx.respond(res);
-    ctx.opts.onOutcome?.({ kind: 'final', response: res, cancelled: ctx.cancelled, noAnswer: ctx.noAnswer });
+    ctx.serverTx.respond(res);
+    ctx.onOutcome?.({ kind: 'final', response: res, cancelled: ctx.cancelled, noAnswer: ctx.noAnswer });
+    this.#maybeRelease(ctx);
   }
 }

@@ -121,7 +121,8 @@ export class SipRouter implements TransactionUser {
       if (!toUs) return tx.respond(this.#reply(req, 403, 'Not our domain'));
       const res = await this.#d.registrar.handle(req, flow);
       res.append('server', this.#d.serverHeader);
-      return tx.respond(res);
+      // A challenge is sent statelessly (§8.2.7): a retransmission just gets a new one.
+      return res.status === 401 ? tx.respondStateless(res) : tx.respond(res);
     }
     if (forMe) {
       if (m === 'OPTIONS') return tx.respond(this.#options(req));
@@ -157,7 +158,10 @@ export class SipRouter implements TransactionUser {
     if (!auth.ok) {
       const res = this.#reply(req, 407);
       for (const c of d.digest.challenge(d.realm, auth.stale)) res.append('proxy-authenticate', c);
-      return tx.respond(res);
+      // Stateless (§8.2.7), as Kamailio's auth_challenge: a lost 407 makes the caller
+      // retransmit its INVITE, which gets a fresh challenge; the ACK for it is absorbed as an
+      // ACK without a transaction and without our Route.
+      return tx.respondStateless(res);
     }
     const caller = auth.caller;
     // The From user must be the authenticated user (no caller-ID spoofing between users).
@@ -198,7 +202,7 @@ export class SipRouter implements TransactionUser {
     tx.respond(createResponse(req, 200, undefined, inv.lastResponse?.toTag ?? 'cf' + Math.random().toString(36).slice(2, 10)));
     if (!this.#d.proxy.cancel(inv)) {
       // Not proxied (challenged or still being authenticated): answer the INVITE ourselves.
-      if (inv.lastResponse === undefined || inv.lastResponse.status < 200) inv.respond(this.#reply(inv.request, 487));
+      if (inv.lastStatus < 200) inv.respond(this.#reply(inv.request, 487));
     }
   }
 

@@ -26,8 +26,8 @@ export function sipUsernameOf(id: number): string {
   return `careflow_${id}`;
 }
 
-/** Logins kept in the credentials cache before it starts over (about 300 bytes each). */
-const CREDENTIALS_CACHE_MAX = 200_000;
+/** Logins kept in the credentials cache before it starts over (about 400 bytes each). */
+const CREDENTIALS_CACHE_MAX = 20_000;
 
 export class SqliteStore implements Store {
   readonly #creds = new Map<string, Credentials | undefined>();

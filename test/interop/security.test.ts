@@ -68,3 +68,14 @@ test('an out-of-dialog request for a foreign domain is refused (403), not relaye
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(reached, [], `the victim must have received nothing, got: ${reached.join(' | ')}`);
 });
+
+test('GET /api/status needs the admin token and reports memory and live SIP counters', async () => {
+  const anonymous = await fetch(`http://127.0.0.1:${server.httpPort}/api/status`);
+  assert.equal(anonymous.status, 401);
+  const body = await server.apiJson<{ memoryMiB: { rss: number; heapUsed: number }; sip: Record<string, number> }>('/api/status');
+  assert.ok(body.memoryMiB.rss > 0 && body.memoryMiB.heapUsed > 0, JSON.stringify(body));
+  for (const k of ['registrations', 'activeCalls', 'serverTransactions', 'clientTransactions', 'received']) {
+    assert.equal(typeof body.sip[k], 'number', `sip.${k} in ${JSON.stringify(body.sip)}`);
+  }
+  assert.ok(body.sip['received']! >= 4, 'the requests of the tests above were counted');
+});

@@ -19,7 +19,7 @@
 //        +-----------+<-+
 //        | Completed |  300-699 from transport: ACK sent
 //        +-----------+  Timer D fires -> Terminated
-import { SipRequest, type SipResponse } from '../message.ts';
+import { EMPTY, SipRequest, type SipResponse } from '../message.ts';
 import type { Timer } from '../timer-wheel.ts';
 import { type Destination, isReliable } from '../transport.ts';
 import { type ClientTransaction, type ClientTransactionUser, safe, type TransactionContext } from './common.ts';
@@ -28,13 +28,13 @@ type State = 'Calling' | 'Proceeding' | 'Accepted' | 'Completed' | 'Terminated';
 
 export class InviteClientTransaction implements ClientTransaction {
   readonly key: string;
-  readonly request: SipRequest;
+  #request: SipRequest | undefined;
   readonly destination: Destination;
   state: State = 'Calling';
   gotProvisional = false;
   readonly #ctx: TransactionContext;
   readonly #tu: ClientTransactionUser;
-  readonly #bytes: Buffer;
+  #bytes: Buffer;
   #timerA: Timer | undefined;
   #timerB: Timer | undefined;
   #timerDM: Timer | undefined;
@@ -44,11 +44,22 @@ export class InviteClientTransaction implements ClientTransaction {
   constructor(ctx: TransactionContext, key: string, request: SipRequest, destination: Destination, tu: ClientTransactionUser) {
     this.#ctx = ctx;
     this.key = key;
-    this.request = request;
+    this.#request = request;
     this.destination = destination;
     this.#tu = tu;
     this.#bytes = request.toBuffer();
     this.#intervalA = ctx.timers.T1;
+  }
+
+  get request(): SipRequest {
+    if (this.#request === undefined) throw new Error(`transaction ${this.key} has a final response; its request was released`);
+    return this.#request;
+  }
+
+  /** After the final response only the ACK (non-2xx) or nothing needs to be kept. */
+  #release(): void {
+    this.#request = undefined;
+    this.#bytes = EMPTY;
   }
 
   start(): void {
@@ -98,11 +109,13 @@ export class InviteClientTransaction implements ClientTransaction {
           // the transaction so retransmitted 2xx still reach the TU (not treated as stray).
           this.state = 'Accepted';
           this.#ctx.wheel.cancel(this.#timerB);
+          this.#release();
           this.#timerDM = this.#ctx.wheel.schedule(64 * this.#ctx.timers.T1, () => this.#terminate());
         } else {
           this.state = 'Completed';
           this.#ctx.wheel.cancel(this.#timerB);
           this.#sendAck(res);
+          this.#release();
           // §17.1.1.2: Timer D >= 32 s for unreliable transports, zero for reliable.
           const d = isReliable(this.destination.transport) ? 0 : this.#ctx.timers.D;
           this.#timerDM = this.#ctx.wheel.schedule(d, () => this.#terminate());
@@ -124,7 +137,8 @@ export class InviteClientTransaction implements ClientTransaction {
 
   /** §17.1.1.3: the ACK for a non-2xx final response belongs to this transaction. */
   #sendAck(res: SipResponse): void {
-    const req = this.request;
+    const req = this.#request;
+    if (req === undefined) return;
     const ack = new SipRequest('ACK', req.uri, []);
     ack.append('via', req.first('via')!);
     for (const r of req.getAll('route')) ack.append('route', r);

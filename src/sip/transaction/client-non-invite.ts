@@ -4,7 +4,7 @@
 //   Timer E: retransmit (T1 doubling up to T2 in Trying; T2 in Proceeding), unreliable only.
 //   Timer F (64*T1) or transport error in Trying/Proceeding: inform TU, Terminated.
 //   Timer K: T4 for unreliable transports, zero for reliable.
-import type { SipRequest, SipResponse } from '../message.ts';
+import { EMPTY, type SipRequest, type SipResponse } from '../message.ts';
 import type { Timer } from '../timer-wheel.ts';
 import { type Destination, isReliable } from '../transport.ts';
 import { type ClientTransaction, type ClientTransactionUser, safe, type TransactionContext } from './common.ts';
@@ -13,13 +13,13 @@ type State = 'Trying' | 'Proceeding' | 'Completed' | 'Terminated';
 
 export class NonInviteClientTransaction implements ClientTransaction {
   readonly key: string;
-  readonly request: SipRequest;
+  #request: SipRequest | undefined;
   readonly destination: Destination;
   state: State = 'Trying';
   gotProvisional = false;
   readonly #ctx: TransactionContext;
   readonly #tu: ClientTransactionUser;
-  readonly #bytes: Buffer;
+  #bytes: Buffer;
   #timerE: Timer | undefined;
   #timerF: Timer | undefined;
   #timerK: Timer | undefined;
@@ -28,11 +28,16 @@ export class NonInviteClientTransaction implements ClientTransaction {
   constructor(ctx: TransactionContext, key: string, request: SipRequest, destination: Destination, tu: ClientTransactionUser) {
     this.#ctx = ctx;
     this.key = key;
-    this.request = request;
+    this.#request = request;
     this.destination = destination;
     this.#tu = tu;
     this.#bytes = request.toBuffer();
     this.#intervalE = ctx.timers.T1;
+  }
+
+  get request(): SipRequest {
+    if (this.#request === undefined) throw new Error(`transaction ${this.key} has completed; its request was released`);
+    return this.#request;
   }
 
   start(): void {
@@ -69,6 +74,9 @@ export class NonInviteClientTransaction implements ClientTransaction {
       this.gotProvisional = true;
     } else {
       this.state = 'Completed';
+      // Timer K only absorbs response retransmissions: nothing of the request is needed.
+      this.#request = undefined;
+      this.#bytes = EMPTY;
       this.#ctx.wheel.cancel(this.#timerE);
       this.#ctx.wheel.cancel(this.#timerF);
       const k = isReliable(this.destination.transport) ? 0 : this.#ctx.timers.T4;

@@ -50,6 +50,12 @@ export interface ServerTransaction {
   readonly state: string;
   /** Send a response through the transaction (§17.2). */
   respond(res: SipResponse): void;
+  /**
+   * Send a final response statelessly (§8.2.7) and forget the transaction: for digest
+   * challenges, whose retransmitted request simply gets a fresh challenge, so nothing needs
+   * to be kept for Timer J/H (32 s) per challenged request.
+   */
+  respondStateless(res: SipResponse): void;
   receiveRequest(req: SipRequest): void;
   readonly lastResponse: SipResponse | undefined;
   /** Set by the TU: called when the transaction ends (Timer H fired = ACK never came, ...). */

@@ -15,10 +15,10 @@ type State = 'Proceeding' | 'Accepted' | 'Completed' | 'Confirmed' | 'Terminated
 
 export class InviteServerTransaction implements ServerTransaction {
   readonly key: string;
-  readonly request: SipRequest;
   readonly flow: Flow;
   state: State = 'Proceeding';
-  lastResponse: SipResponse | undefined;
+  #request: SipRequest | undefined;
+  #lastResponse: SipResponse | undefined;
   onTerminated: ((reason: 'normal' | 'timeout' | 'transport') => void) | undefined;
   /** The TU may hang the proxy/UAS context on the transaction. */
   context: unknown;
@@ -33,19 +33,36 @@ export class InviteServerTransaction implements ServerTransaction {
   constructor(ctx: TransactionContext, key: string, request: SipRequest, flow: Flow, dest: Destination) {
     this.#ctx = ctx;
     this.key = key;
-    this.request = request;
+    this.#request = request;
     this.flow = flow;
     this.#dest = dest;
     this.#intervalG = ctx.timers.T1;
   }
 
+  /** The INVITE; released once a final response was sent (only the bytes to resend stay). */
+  get request(): SipRequest {
+    if (this.#request === undefined) throw new Error(`transaction ${this.key} has a final response; its request was released`);
+    return this.#request;
+  }
+
+  get lastResponse(): SipResponse | undefined {
+    return this.#lastResponse;
+  }
+
+  /** Status of the last response sent (kept after the messages are released). */
+  lastStatus = 0;
+
   respond(res: SipResponse): void {
     const s = res.status;
     if (this.state === 'Proceeding') {
-      this.lastResponse = res;
+      this.#lastResponse = res;
+      this.lastStatus = s;
       this.#lastBytes = res.toBuffer();
       if (!this.#send(this.#lastBytes)) return;
       if (s < 200) return;
+      // Timer L / H keep the transaction up to 32 s: hold the bytes, not the parsed messages.
+      this.#request = undefined;
+      this.#lastResponse = undefined;
       if (s < 300) {
         // RFC 6026 §7.1: Accepted; Timer L keeps the transaction to absorb INVITE retransmissions.
         this.state = 'Accepted';
@@ -88,6 +105,12 @@ export class InviteServerTransaction implements ServerTransaction {
     if (this.#ctx.sender.sendRaw(bytes, this.#dest)) return true;
     this.#terminate('transport'); // §17.2.4
     return false;
+  }
+
+  respondStateless(res: SipResponse): void {
+    if (this.state === 'Terminated') return;
+    this.#ctx.sender.send(res, this.#dest);
+    this.#terminate('normal');
   }
 
   #terminate(reason: 'normal' | 'timeout' | 'transport'): void {

@@ -73,6 +73,12 @@ export class NonInviteServerTransaction implements ServerTransaction {
     }
   }
 
+  respondStateless(res: SipResponse): void {
+    if (this.state === 'Terminated') return;
+    this.#ctx.sender.send(res, this.#dest);
+    this.#terminate('normal');
+  }
+
   #terminate(reason: 'normal' | 'timeout' | 'transport'): void {
     if (this.state === 'Terminated') return;
     this.state = 'Terminated';
