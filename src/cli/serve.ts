@@ -1,10 +1,15 @@
 // `careflow serve`: starts the server with the validated config, prints how to get going,
 // and stops cleanly (registrations flushed, open calls recorded) on SIGTERM / SIGINT.
+import { setFlagsFromString } from 'node:v8';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../logger.ts';
 import { startServer } from '../server.ts';
 
 export async function runServe(config: Config): Promise<void> {
+  // A small server's memory is its budget (a 1 GB VM, a Raspberry Pi): let V8 keep its heap
+  // close to the live data instead of growing it for throughput. Measured with 100,000
+  // restored registrations: RSS 388 MiB without, 197 MiB with (bench/RESULTS.md).
+  setFlagsFromString('--optimize-for-size');
   const logger = createLogger(config.logLevel);
   const server = await startServer(config, logger);
   const h = config.http.listen.host === '0.0.0.0' ? '127.0.0.1' : config.http.listen.host;
