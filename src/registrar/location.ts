@@ -114,12 +114,16 @@ export class LocationService {
 
   /** Adds or replaces the binding (aor, key). Emits `add` or `refresh`. */
   upsert(binding: Binding): void {
-    let list = this.#aors.get(binding.aor);
-    if (list === undefined) {
-      list = [];
-      this.#aors.set(binding.aor, list);
-    }
     if (binding.expiresAt < this.#nextExpiry) this.#nextExpiry = binding.expiresAt;
+    const list = this.#aors.get(binding.aor);
+    if (list === undefined) {
+      // An array literal holds exactly one element; `[]` + push would reserve 17 slots, and
+      // most users have one device (100,000 registrations: about 15 MB less).
+      this.#aors.set(binding.aor, [binding]);
+      this.#count++;
+      this.#emit(binding.aor, binding, 'add');
+      return;
+    }
     const i = list.findIndex((b) => b.key === binding.key);
     if (i >= 0) {
       const wasLive = list[i]!.expiresAt > this.#now();
