@@ -2,8 +2,8 @@
 // processing), §16.8 (Timer C), §16.10 (CANCEL). Knows nothing of users: the caller gives it
 // the targets; it forks to all of them in parallel, forwards provisionals and every 2xx,
 // cancels the other branches when one answers (or a 6xx arrives), and sends the best final.
-import { createHash, randomBytes } from 'node:crypto';
-import { MAGIC_COOKIE, type TransactionLayer } from '../sip/transaction/layer.ts';
+import { createHash } from 'node:crypto';
+import { MAGIC_COOKIE, type TransactionLayer, uniqueToken } from '../sip/transaction/layer.ts';
 import { parseVia } from '../sip/headers.ts';
 import type { ClientTransaction, ServerTransaction } from '../sip/transaction/common.ts';
 import { createResponse, SipRequest, type SipResponse } from '../sip/message.ts';
@@ -186,7 +186,7 @@ export class ProxyCore {
       const rr = recordRouteValues(this.#tokens, inb, out, opts.flow, target.destination, opts.request.fromTag ?? '');
       for (let i = rr.length - 1; i >= 0; i--) req.prepend('record-route', rr[i]!);
     }
-    const branch = `${BRANCH_PREFIX}${loopHash(opts.request, opts.request.first('via') ?? '')}.${randomBytes(6).toString('base64url')}`;
+    const branch = `${BRANCH_PREFIX}${loopHash(opts.request, opts.request.first('via') ?? '')}.${uniqueToken()}`;
     req.prepend('via', `SIP/2.0/${viaTransportName(out.transport)} ${formatHost(out.host)}:${out.port};branch=${branch};rport`);
     return req;
   }

@@ -27,10 +27,18 @@ export class FlowTokens {
     this.#secret = createSecretKey(secret);
   }
 
+  /** Tokens made for flows: a phone calls and is called over the same flow again and again. */
+  readonly #encoded = new Map<string, string>();
+
   encode(f: { transport: TransportName; remoteAddress: string; remotePort: number; connectionId?: number | undefined }): string {
     const body = `${f.transport}~${f.remoteAddress}~${f.remotePort}~${f.connectionId ?? ''}`;
+    const known = this.#encoded.get(body);
+    if (known !== undefined) return known;
     const mac = createHmac('sha256', this.#secret).update(body).digest().subarray(0, 9);
-    return Buffer.from(body).toString('base64url') + '.' + mac.toString('base64url');
+    const token = Buffer.from(body).toString('base64url') + '.' + mac.toString('base64url');
+    if (this.#encoded.size >= 10_000) this.#encoded.clear();
+    this.#encoded.set(body, token);
+    return token;
   }
 
   /** Verified tokens: the ACK, re-INVITEs and BYE of a dialog carry the same ones. */

@@ -149,9 +149,21 @@ export class TransactionLayer implements TransportHandler {
   }
 }
 
-/** A new RFC 3261 branch: magic cookie + 96 random bits (§8.1.1.7). */
+// §8.1.1.7: a branch must be unique across space and time for all requests sent by this
+// element. 96 random bits chosen at start-up plus a counter are, without a call into the
+// random generator per request.
+const BRANCH_PREFIX = randomBytes(12).toString('base64url');
+let branchCounter = 0;
+
+/** A process-unique string for branch parameters and tags: random prefix + counter. */
+export function uniqueToken(): string {
+  branchCounter = (branchCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return BRANCH_PREFIX + branchCounter.toString(36);
+}
+
+/** A new RFC 3261 branch: magic cookie + a unique token (§8.1.1.7). */
 export function newBranch(): string {
-  return MAGIC_COOKIE + randomBytes(12).toString('base64url');
+  return MAGIC_COOKIE + uniqueToken();
 }
 
 /**
