@@ -88,8 +88,10 @@ export class TransportLayer implements MessageSender {
         });
       });
       sock.on('error', (e) => this.#log('error', 'UDP socket error', e));
-      sock.on('message', (buf, rinfo) => this.#onDatagram(sock, buf, rinfo));
       const a = sock.address();
+      // The local address is fixed once bound: read it once, not with a system call per datagram.
+      const local = { address: a.address, port: a.port };
+      sock.on('message', (buf, rinfo) => this.#onDatagram(local, buf, rinfo));
       this.bound.udp = { address: a.address, port: a.port };
       if (type === 'udp6') this.#udp6 = sock;
       else this.#udp4 = sock;
@@ -112,10 +114,9 @@ export class TransportLayer implements MessageSender {
 
   // ---- receiving ----------------------------------------------------------------------
 
-  #onDatagram(sock: dgram.Socket, buf: Buffer, rinfo: dgram.RemoteInfo): void {
+  #onDatagram(local: { address: string; port: number }, buf: Buffer, rinfo: dgram.RemoteInfo): void {
     // RFC 5626 §4.4.1 / STUN keep-alives on UDP: ignore tiny datagrams of CR/LF.
     if (buf.length <= 4 && buf.every((b) => b === 0x0d || b === 0x0a || b === 0)) return;
-    const local = sock.address();
     const flow: Flow = { transport: 'udp', remoteAddress: rinfo.address, remotePort: rinfo.port, localAddress: local.address, localPort: local.port };
     let msg: SipMessage;
     try {
