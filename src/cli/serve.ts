@@ -1,5 +1,6 @@
 // `careflow serve`: starts the server with the validated config, prints how to get going,
 // and stops cleanly (registrations flushed, open calls recorded) on SIGTERM / SIGINT.
+import { totalmem } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../logger.ts';
@@ -8,9 +9,12 @@ import { startServer } from '../server.ts';
 export async function runServe(config: Config): Promise<void> {
   // A small server's memory is its budget (a 1 GB VM, a Raspberry Pi): let V8 keep its heap
   // close to the live data instead of growing it for throughput. Measured with 100,000
-  // restored registrations: RSS 388 MiB without, 197 MiB with (bench/RESULTS.md).
-  setFlagsFromString('--optimize-for-size');
+  // restored registrations: RSS 388 MiB (fast) vs 193 MiB (small); under load small mode
+  // costs about a third more CPU, mostly GC (bench/RESULTS.md).
+  const small = config.memoryMode === 'small' || (config.memoryMode === 'auto' && totalmem() <= 4 * 1024 ** 3);
+  if (small) setFlagsFromString('--optimize-for-size');
   const logger = createLogger(config.logLevel);
+  logger.info(`careflow: memory mode ${small ? 'small (V8 --optimize-for-size)' : 'fast'} (CAREFLOW_MEMORY_MODE=${config.memoryMode})`);
   const server = await startServer(config, logger);
   const h = config.http.listen.host === '0.0.0.0' ? '127.0.0.1' : config.http.listen.host;
   process.stdout.write(
