@@ -20,10 +20,17 @@ const PRINTABLE: Record<string, string> = {
   'record-route': 'Record-Route', 'max-forwards': 'Max-Forwards', 'min-expires': 'Min-Expires',
 };
 
-/** Lower-cased long form of a header name. */
+const canonicalCache = new Map<string, string>();
+
+/** Lower-cased long form of a header name (memoised: the same few names recur in every message). */
 export function canonicalName(name: string): string {
+  const known = canonicalCache.get(name);
+  if (known !== undefined) return known;
   const lower = name.toLowerCase();
-  return COMPACT[lower] ?? lower;
+  const canonical = COMPACT[lower] ?? lower;
+  // Bounded: header names are attacker-chosen.
+  if (canonicalCache.size < 1024) canonicalCache.set(name, canonical);
+  return canonical;
 }
 
 const printableCache = new Map<string, string>();

@@ -87,7 +87,8 @@ export class TransportLayer implements MessageSender {
           resolve();
         });
       });
-      sock.on('error', (e) => this.#log('error', 'UDP socket error', e));
+      // After bind, errors are failed sends (unreachable destinations): not fatal.
+      sock.on('error', (e) => this.#log('debug', 'UDP send failed', e));
       const a = sock.address();
       // The local address is fixed once bound: read it once, not with a system call per datagram.
       const local = { address: a.address, port: a.port };
@@ -234,9 +235,9 @@ export class TransportLayer implements MessageSender {
       if (sock === undefined) return false;
       // Never send to broadcast / unspecified addresses (RFC 4475 §3.1.2.20 bcast).
       if (dest.address === '255.255.255.255' || dest.address === '0.0.0.0' || dest.port === 0) return false;
-      sock.send(data, dest.port, dest.address, (err) => {
-        if (err !== null) this.#log('debug', `UDP send to ${dest.address}:${dest.port} failed`, err);
-      });
+      // No completion callback: one JS call less per datagram; a failed send is reported
+      // through the socket's 'error' event.
+      sock.send(data, dest.port, dest.address);
       this.stats.sent++;
       return true;
     }
