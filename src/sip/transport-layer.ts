@@ -30,6 +30,8 @@ export interface TransportLayerOptions {
   readonly limits?: ParseLimits;
   /** Close a stream connection after this long without traffic (ms). Default 15 min. */
   readonly idleTimeoutMs?: number;
+  /** Accepted TCP/TLS connections at most (Kamailio's tcp_max_connections); more are refused. Default 10,000. */
+  readonly maxConnections?: number;
   /** Answer requests at their source address:port even without ;rport (Kamailio force_rport). */
   readonly forceRport?: boolean;
   readonly log?: (level: 'debug' | 'warn' | 'error', msg: string, err?: unknown) => void;
@@ -99,11 +101,13 @@ export class TransportLayer implements MessageSender {
     }
     if (tcp !== undefined) {
       const server = net.createServer({ noDelay: true }, (s) => this.#accept(s, 'tcp'));
+      server.maxConnections = this.#opts.maxConnections ?? 10_000;
       this.bound.tcp = await listenServer(server, tcp);
       this.#servers.push(server);
     }
     if (tlsOpts !== undefined) {
       const server = tls.createServer({ cert: tlsOpts.cert, key: tlsOpts.key }, (s) => this.#accept(s, 'tls'));
+      server.maxConnections = this.#opts.maxConnections ?? 10_000;
       this.bound.tls = await listenServer(server, tlsOpts);
       this.#servers.push(server);
     }
