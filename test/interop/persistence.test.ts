@@ -12,6 +12,7 @@ import {
   authInjection, requests, requireSipp, responses, runSipp, startSippUas,
   type SippHandle, type SippResult,
 } from './sipp.ts';
+import { settleCall } from './sipp.ts';
 import { withClient } from './sip-raw.ts';
 
 requireSipp(); // fails (never skips) with the install command when SIPp is missing
@@ -62,15 +63,6 @@ function call(caller: CareflowUser, scenario: string, callee: string, args: stri
   });
 }
 
-/** Awaits the devices (bounded); on failure stops them and reports every party. */
-async function settle(uac: SippResult, devices: SippHandle[]): Promise<SippResult[]> {
-  const outcome = await Promise.race([Promise.all(devices.map((d) => d.result)), sleep(15_000).then(() => undefined)]);
-  const results = outcome ?? await Promise.all(devices.map((d) => d.stop()));
-  const report = [uac.describe(), ...results.map((r, i) => `--- device ${i + 1}\n${r.describe()}`), `--- server log\n${server.logs().slice(-4000)}`].join('\n');
-  assert.ok(uac.passed, `caller failed:\n${report}`);
-  results.forEach((r, i) => assert.ok(r.passed, `device ${i + 1} failed:\n${report}`));
-  return results;
-}
 
 type ApiUser = { id: number | string; number: string; sipUsername: string; enabled?: boolean; online?: boolean };
 
@@ -127,7 +119,7 @@ test('a finished call is in GET /api/calls after kill -9 right after the call en
   const bob = await server.addUser('Persist Callee');
   const b = await device(bob, 'uas_answer.xml', ['-d', '200']);
   const uac = await call(alice, 'call_uac.xml', bob.number, ['-d', '500']);
-  await settle(uac, [b]);
+  await settleCall(uac, [b], () => server.logs());
   await server.kill9(); // at once: the record must already be durable
   const callId = callIdOf(uac);
   await restart('kill9'); // (already dead: just restarts)
@@ -151,7 +143,7 @@ for (const how of ['sigterm', 'kill9'] as const) {
       const devices = await server.apiJson<{ devices: unknown[] }>(`/api/users/${carol.id}/devices`);
       assert.equal(devices.devices.length, 1, `after the ${how} restart the registration is not restored: ${JSON.stringify(devices)}\n${server.logs().slice(-2000)}`);
       const uac = await call(alice, 'call_uac.xml', carol.number, ['-d', '300']);
-      const [dev] = await settle(uac, [c]);
+      const [dev] = await settleCall(uac, [c], () => server.logs());
       assert.ok(dev !== undefined && requests(dev, 'INVITE').length >= 1, 'the device never rang');
       assert.equal(requests(dev, 'REGISTER').length, 0);
     } finally {
@@ -171,7 +163,7 @@ test('a TCP binding survives a SIGTERM restart: the proxy opens a new connection
     await sleep(1600);
     await restart('sigterm');
     const uac = await call(alice, 'call_uac.xml', gina.number, ['-d', '300']);
-    const [dev] = await settle(uac, [uas]);
+    const [dev] = await settleCall(uac, [uas], () => server.logs());
     assert.ok(dev !== undefined && requests(dev, 'INVITE').length >= 1, 'the TCP device never rang');
   } finally {
     await uas.stop().catch(() => undefined);

@@ -5,11 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { freeUdpPort, startServer, type CareflowUser, type ServerHandle } from './harness.ts';
-import {
-  authInjection, requests, requireSipp, responses, runSipp, startSippUas,
-  type SippHandle, type SippResult,
-} from './sipp.ts';
+import { startServer, type CareflowUser, type ServerHandle } from './harness.ts';
+import { authInjection, requests, requireSipp, responses, runSipp } from './sipp.ts';
+import { settleCall, startDevice } from './sipp.ts';
 import { withClient, type RawMessage, type RequestSpec } from './sip-raw.ts';
 
 requireSipp(); // fails (never skips) with the install command when SIPp is missing
@@ -18,29 +16,9 @@ requireSipp(); // fails (never skips) with the install command when SIPp is miss
 const server: ServerHandle = await startServer();
 const alice = await server.addUser('Route Alice');
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 function target(): string { return `127.0.0.1:${server.sipPort}`; }
 function domainArgs(): string[] { return ['-key', 'domain', server.domain]; }
 const SDP = 'v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n';
-
-/** Registers a device (login = `login`, the SIP username or the number) from a free port, then starts a UAS there. */
-async function device(login: { sipUsername: string; password: string }, scenario: string, args: string[] = []): Promise<SippHandle> {
-  const port = await freeUdpPort();
-  const reg = await runSipp({ scenario: 'register_device.xml', target: target(), localPort: port, injection: authInjection([login]), args: domainArgs(), timeoutMs: 15_000 });
-  assert.ok(reg.passed, `device registration (login ${login.sipUsername}) failed:\n${reg.describe()}`);
-  const uas = await startSippUas({ scenario, localPort: port, args, timeoutMs: 30_000 });
-  await sleep(300);
-  return uas;
-}
-
-async function settle(uac: SippResult, devices: SippHandle[]): Promise<SippResult[]> {
-  const outcome = await Promise.race([Promise.all(devices.map((d) => d.result)), sleep(15_000).then(() => undefined)]);
-  const results = outcome ?? await Promise.all(devices.map((d) => d.stop()));
-  const report = [uac.describe(), ...results.map((r, i) => `--- device ${i + 1}\n${r.describe()}`), `--- server log\n${server.logs().slice(-4000)}`].join('\n');
-  assert.ok(uac.passed, `caller failed:\n${report}`);
-  results.forEach((r, i) => assert.ok(r.passed, `device ${i + 1} failed:\n${report}`));
-  return results;
-}
 
 /** One request from a raw UDP client, answering one challenge with `as`; all final responses in order. */
 function send(spec: Omit<RequestSpec, 'domain'>, as?: CareflowUser): Promise<RawMessage[]> {
@@ -54,12 +32,12 @@ function flow(rs: RawMessage[]): string {
 test('MESSAGE A->B: 407 round, then the proxy delivers it with its body to B\'s SIPp device, which answers 200', async () => {
   const bob = await server.addUser('Route Bob');
   const word = `hello-${randomBytes(4).toString('hex')}`;
-  const b = await device(bob, 'uas_message.xml');
+  const b = await startDevice({ server, login: bob, scenario: 'uas_message.xml' });
   const uac = await runSipp({
     scenario: 'message_uac.xml', target: target(), timeoutMs: 15_000, injection: authInjection([alice]),
     args: ['-s', bob.number, '-key', 'text', word, ...domainArgs()],
   });
-  const [dev] = await settle(uac, [b]);
+  const [dev] = await settleCall(uac, [b], () => server.logs());
   assert.equal(responses(uac, 407).length, 1, uac.describe());
   assert.equal(responses(uac, 200).length, 1, uac.describe());
   assert.ok(dev !== undefined);
@@ -85,13 +63,13 @@ test('INVITE to an unknown number: 404 (after authentication)', async () => {
 
 test('login by number: a device REGISTERs with the number as digest username and a caller calls with its number as username', async () => {
   const dave = await server.addUser('Route ByNumber');
-  const d = await device({ sipUsername: dave.number, password: dave.password }, 'uas_answer.xml', ['-d', '200']);
+  const d = await startDevice({ server, login: { sipUsername: dave.number, password: dave.password }, scenario: 'uas_answer.xml', args: ['-d', '200'] });
   const uac = await runSipp({
     scenario: 'call_uac.xml', target: target(), timeoutMs: 20_000,
     injection: authInjection([{ sipUsername: alice.number, password: alice.password }]),
     args: ['-s', dave.number, '-d', '300', ...domainArgs()],
   });
-  const [dev] = await settle(uac, [d]);
+  const [dev] = await settleCall(uac, [d], () => server.logs());
   assert.ok(dev !== undefined && requests(dev, 'INVITE').length >= 1, 'the device registered by number never rang');
   const auth = uac.messages.find((m) => m.direction === 'sent' && m.header('Proxy-Authorization') !== undefined)?.header('Proxy-Authorization') ?? '';
   assert.match(auth, new RegExp(`username="${alice.number}"`), auth);

@@ -4,11 +4,9 @@
 // Each scenario lists the exact messages it expects, so SIPp's exit code 0 is the proof.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { freeUdpPort, startServer, waitFor, type CareflowUser, type ServerHandle } from './harness.ts';
-import {
-  authInjection, requests, requireSipp, responses, runSipp, startSippUas,
-  type SippHandle, type SippResult,
-} from './sipp.ts';
+import { startServer, waitFor, type CareflowUser, type ServerHandle } from './harness.ts';
+import { authInjection, requests, requireSipp, responses, runSipp, type SippResult } from './sipp.ts';
+import { settleCall, startDevice } from './sipp.ts';
 
 const NO_ANSWER_SECS = 5;
 let server: ServerHandle;
@@ -21,20 +19,7 @@ before(async () => {
 });
 
 function domainArgs(): string[] { return ['-key', 'domain', server.domain]; }
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Registers a device of `user` from a free port, then starts `scenario` as UAS on that port. */
-async function device(user: CareflowUser, scenario: string, args: string[] = [], timeoutMs = 30_000): Promise<SippHandle> {
-  const port = await freeUdpPort();
-  const reg = await runSipp({
-    scenario: 'register_device.xml', target: `127.0.0.1:${server.sipPort}`, localPort: port,
-    injection: authInjection([user]), args: domainArgs(), timeoutMs: 15_000,
-  });
-  assert.ok(reg.passed, `device registration failed:\n${reg.describe()}`);
-  const uas = await startSippUas({ scenario, localPort: port, args, timeoutMs });
-  await sleep(300); // let SIPp bind before the INVITE comes
-  return uas;
-}
 
 function call(scenario: string, targetUser: string, args: string[] = [], timeoutMs = 30_000): Promise<SippResult> {
   return runSipp({
@@ -43,18 +28,6 @@ function call(scenario: string, targetUser: string, args: string[] = [], timeout
   });
 }
 
-/** Awaits every UAS; on failure stops them all and reports every party. */
-async function settle(uac: SippResult, devices: SippHandle[]): Promise<SippResult[]> {
-  const outcome = await Promise.race([
-    Promise.all(devices.map((d) => d.result)),
-    sleep(15_000).then(() => undefined),
-  ]);
-  const results = outcome ?? await Promise.all(devices.map((d) => d.stop()));
-  const report = [uac.describe(), ...results.map((r, i) => `--- device ${i + 1}\n${r.describe()}`), `--- server log\n${server.logs().slice(-6000)}`].join('\n');
-  assert.ok(uac.passed, `caller failed:\n${report}`);
-  results.forEach((r, i) => assert.ok(r.passed, `device ${i + 1} failed:\n${report}`));
-  return results;
-}
 
 function assertProxyChallenge(uac: SippResult): void {
   const c = responses(uac, 407)[0];
@@ -67,9 +40,9 @@ function assertProxyChallenge(uac: SippResult): void {
 
 test('call A->B by number: 407 round, 180, 200, ACK, caller BYE, 200', async () => {
   const bob = await server.addUser('Call Bob');
-  const b = await device(bob, 'uas_answer.xml', ['-d', '200']);
+  const b = await startDevice({ server, login: bob, scenario: 'uas_answer.xml', args: ['-d', '200'] });
   const uac = await call('call_uac.xml', bob.number, ['-d', '1000']);
-  const [dev] = await settle(uac, [b]);
+  const [dev] = await settleCall(uac, [b], () => server.logs());
   assertProxyChallenge(uac);
   assert.ok(dev !== undefined);
   const invite = requests(dev, 'INVITE')[0];
@@ -80,36 +53,36 @@ test('call A->B by number: 407 round, 180, 200, ACK, caller BYE, 200', async () 
 
 test('call A->B by SIP username: callee hangs up', async () => {
   const carol = await server.addUser('Call Carol');
-  const c = await device(carol, 'uas_answer_bye.xml', ['-d', '1000']);
+  const c = await startDevice({ server, login: carol, scenario: 'uas_answer_bye.xml', args: ['-d', '1000'] });
   const uac = await call('call_uac_callee_bye.xml', carol.sipUsername);
-  await settle(uac, [c]);
+  await settleCall(uac, [c], () => server.logs());
   assert.equal(requests(uac, 'BYE').length >= 1, true, uac.describe());
 });
 
 test('call A->B cancelled before answer: 200 for CANCEL, 487 for INVITE, ACK', async () => {
   const dave = await server.addUser('Call Dave');
-  const d = await device(dave, 'uas_ring_cancel.xml');
+  const d = await startDevice({ server, login: dave, scenario: 'uas_ring_cancel.xml' });
   const uac = await call('call_uac_cancel.xml', dave.number, ['-d', '1000']);
-  const [dev] = await settle(uac, [d]);
+  const [dev] = await settleCall(uac, [d], () => server.logs());
   assert.equal(responses(uac, 487).length >= 1, true, uac.describe());
   assert.ok(dev !== undefined && requests(dev, 'CANCEL').length >= 1, 'the callee never saw the CANCEL');
 });
 
 test('call A->B busy: 486 reaches the caller, who ACKs', async () => {
   const erin = await server.addUser('Call Erin');
-  const e = await device(erin, 'uas_busy.xml');
+  const e = await startDevice({ server, login: erin, scenario: 'uas_busy.xml' });
   const uac = await call('call_uac_busy.xml', erin.number);
-  await settle(uac, [e]);
+  await settleCall(uac, [e], () => server.logs());
   assert.equal(responses(uac, 486).length >= 1, true, uac.describe());
 });
 
 test(`call A->B not answered: the proxy gives up after CAREFLOW_NO_ANSWER_SECONDS=${NO_ANSWER_SECS} with 408 or 480`, async () => {
   const frank = await server.addUser('Call Frank');
-  const f = await device(frank, 'uas_ring_cancel.xml', [], 40_000);
+  const f = await startDevice({ server, login: frank, scenario: 'uas_ring_cancel.xml', args: [], timeoutMs: 40_000 });
   const started = Date.now();
   const uac = await call('call_uac_noanswer.xml', frank.number, [], 40_000);
   const elapsed = Date.now() - started;
-  await settle(uac, [f]);
+  await settleCall(uac, [f], () => server.logs());
   const final = [...responses(uac, 408), ...responses(uac, 480)];
   assert.equal(final.length >= 1, true, uac.describe());
   assert.ok(elapsed >= (NO_ANSWER_SECS - 1) * 1000, `gave up after ${elapsed} ms, before the ${NO_ANSWER_SECS} s no-answer timeout`);
@@ -118,10 +91,10 @@ test(`call A->B not answered: the proxy gives up after CAREFLOW_NO_ANSWER_SECOND
 
 test('forking: B has two devices; one answers, the other is cancelled (487)', async () => {
   const grace = await server.addUser('Call Grace');
-  const answering = await device(grace, 'uas_answer.xml', ['-d', '1000']);
-  const ringing = await device(grace, 'uas_ring_cancel.xml');
+  const answering = await startDevice({ server, login: grace, scenario: 'uas_answer.xml', args: ['-d', '1000'] });
+  const ringing = await startDevice({ server, login: grace, scenario: 'uas_ring_cancel.xml' });
   const uac = await call('call_uac.xml', grace.number, ['-d', '500']);
-  const [a, r] = await settle(uac, [answering, ringing]);
+  const [a, r] = await settleCall(uac, [answering, ringing], () => server.logs());
   assert.ok(a !== undefined && r !== undefined);
   assert.equal(requests(a, 'INVITE').length >= 1, true, 'the answering device got no INVITE');
   assert.equal(requests(r, 'CANCEL').length >= 1, true, 'the other device got no CANCEL');

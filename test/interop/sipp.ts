@@ -10,7 +10,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, basename } from 'node:path';
-import { freeSippPorts } from './harness.ts';
+import assert from 'node:assert/strict';
+import { freeSippPorts, freeUdpPort } from './harness.ts';
 
 export const SCENARIOS = resolve(import.meta.dirname, 'scenarios');
 
@@ -300,4 +301,41 @@ export function responses(r: SippResult, status?: number): SippMessage[] {
 /** Received requests with the given method. */
 export function requests(r: SippResult, method: string): SippMessage[] {
   return r.messages.filter((m) => m.direction === 'received' && m.firstLine.startsWith(`${method} `));
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A callee device: registers `login` from a free UDP port (register_device.xml, Contact = that
+ * port), then runs `scenario` as a UAS on the same port.
+ */
+export async function startDevice(opts: {
+  server: { sipPort: number; domain: string; logs(): string };
+  login: { sipUsername: string; password: string };
+  scenario: string;
+  args?: string[];
+  timeoutMs?: number;
+}): Promise<SippHandle> {
+  const port = await freeUdpPort();
+  const reg = await runSipp({
+    scenario: 'register_device.xml', target: `127.0.0.1:${opts.server.sipPort}`, localPort: port,
+    injection: authInjection([opts.login]), args: ['-key', 'domain', opts.server.domain], timeoutMs: 15_000,
+  });
+  assert.ok(reg.passed, `device registration (login ${opts.login.sipUsername}) failed:\n${reg.describe()}\n${opts.server.logs().slice(-3000)}`);
+  const uas = await startSippUas({ scenario: opts.scenario, localPort: port, args: opts.args ?? [], timeoutMs: opts.timeoutMs ?? 30_000 });
+  await pause(300); // let SIPp bind before the INVITE comes
+  return uas;
+}
+
+/**
+ * Awaits every callee device (bounded: 15 s after the caller finished); on failure stops them
+ * and asserts with a report of every party and the end of the server log.
+ */
+export async function settleCall(uac: SippResult, devices: SippHandle[], serverLogs: () => string): Promise<SippResult[]> {
+  const outcome = await Promise.race([Promise.all(devices.map((d) => d.result)), pause(15_000).then(() => undefined)]);
+  const results = outcome ?? await Promise.all(devices.map((d) => d.stop()));
+  const report = [uac.describe(), ...results.map((r, i) => `--- device ${i + 1}\n${r.describe()}`), `--- server log\n${serverLogs().slice(-6000)}`].join('\n');
+  assert.ok(uac.passed, `caller failed:\n${report}`);
+  results.forEach((r, i) => assert.ok(r.passed, `device ${i + 1} failed:\n${report}`));
+  return results;
 }

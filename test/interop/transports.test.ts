@@ -14,6 +14,7 @@ import {
   authInjection, requests, requireSipp, responses, runSipp, startSipp, startSippUas,
   type SippHandle, type SippResult,
 } from './sipp.ts';
+import { settleCall } from './sipp.ts';
 import { withClient, type RawTransport } from './sip-raw.ts';
 
 requireSipp(); // fails (never skips) with the install command when SIPp is missing
@@ -70,14 +71,6 @@ function call(scenario: string, callee: string, transport: 'udp' | 'tcp', extra:
   });
 }
 
-async function settle(uac: SippResult, devices: SippHandle[]): Promise<SippResult[]> {
-  const outcome = await Promise.race([Promise.all(devices.map((d) => d.result)), sleep(15_000).then(() => undefined)]);
-  const results = outcome ?? await Promise.all(devices.map((d) => d.stop()));
-  const report = [uac.describe(), ...results.map((r, i) => `--- device ${i + 1}\n${r.describe()}`), `--- server log\n${server.logs().slice(-4000)}`].join('\n');
-  assert.ok(uac.passed, `caller failed:\n${report}`);
-  results.forEach((r, i) => assert.ok(r.passed, `device ${i + 1} failed:\n${report}`));
-  return results;
-}
 
 /** The 200 for the INVITE carries two Record-Routes of ours, one per transport (RFC 5658). */
 function assertDoubleRecordRoute(uac: SippResult): void {
@@ -92,7 +85,7 @@ test('SIPp over TCP: caller on TCP, callee device on UDP; caller hangs up', asyn
   const bob = await server.addUser('Tcp2Udp Bob');
   const b = await udpDevice(bob, 'uas_answer.xml', ['-d', '200']);
   const uac = await call('call_uac.xml', bob.number, 'tcp', ['-d', '500']);
-  const [dev] = await settle(uac, [b]);
+  const [dev] = await settleCall(uac, [b], () => server.logs());
   assertDoubleRecordRoute(uac);
   assert.ok(dev !== undefined && requests(dev, 'BYE').length >= 1, 'the UDP device got no BYE');
 });
@@ -101,7 +94,7 @@ test('SIPp over TCP: caller on TCP, callee device on UDP; callee hangs up (BYE b
   const carol = await server.addUser('Tcp2Udp Carol');
   const c = await udpDevice(carol, 'uas_answer_bye.xml', ['-d', '500']);
   const uac = await call('call_uac_callee_bye.xml', carol.number, 'tcp');
-  await settle(uac, [c]);
+  await settleCall(uac, [c], () => server.logs());
   assertDoubleRecordRoute(uac);
   assert.ok(requests(uac, 'BYE').length >= 1, uac.describe());
 });
@@ -111,7 +104,7 @@ test('SIPp over TCP: caller on UDP, callee device registered over TCP (same conn
   const callId = `cf-tcpdev-${randomBytes(6).toString('hex')}@127.0.0.1`;
   const d = await tcpDevice(dave, 'tcp_device.xml', callId, ['-d', '200']);
   const uac = await call('call_uac.xml', dave.number, 'udp', ['-d', '500', '-cid_str', callId]);
-  const [dev] = await settle(uac, [d]);
+  const [dev] = await settleCall(uac, [d], () => server.logs());
   assertDoubleRecordRoute(uac);
   assert.ok(dev !== undefined && requests(dev, 'BYE').length >= 1, 'the TCP device got no BYE');
 });
@@ -121,7 +114,7 @@ test('SIPp over TCP: caller on UDP, callee device registered over TCP; callee ha
   const callId = `cf-tcpdev-${randomBytes(6).toString('hex')}@127.0.0.1`;
   const d = await tcpDevice(erin, 'tcp_device_bye.xml', callId, ['-d', '500']);
   const uac = await call('call_uac_callee_bye.xml', erin.number, 'udp', ['-cid_str', callId]);
-  await settle(uac, [d]);
+  await settleCall(uac, [d], () => server.logs());
   assertDoubleRecordRoute(uac);
   assert.ok(requests(uac, 'BYE').length >= 1, uac.describe());
 });
@@ -135,7 +128,7 @@ test('TCP device whose registration connection has closed: the proxy connects to
   const uas = await startSippUas({ scenario: 'uas_answer.xml', localPort: port, args: ['-t', 't1', '-d', '200'], timeoutMs: 30_000 });
   await sleep(300);
   const uac = await call('call_uac.xml', gina.number, 'udp', ['-d', '300']);
-  const [dev] = await settle(uac, [uas]);
+  const [dev] = await settleCall(uac, [uas], () => server.logs());
   assertDoubleRecordRoute(uac);
   assert.ok(dev !== undefined && requests(dev, 'BYE').length >= 1, 'the TCP device got no BYE');
 });
