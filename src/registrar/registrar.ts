@@ -14,7 +14,6 @@ import { type DigestServer, parseAuthorization, type DigestCredentials } from '.
 import { isSipUri, parseUri, type SipUri, unescape, uriEquals } from '../sip/uri.ts';
 import type { Binding, Flow, LocationService } from './location.ts';
 import { parseDelta, hasOptionTag, formatQ, normaliseUri, rawParamsWithout, makeBinding } from './bindings.ts';
-export { rawParamsWithout } from './bindings.ts';
 
 /** What the registrar needs about one login name (a user may have several login names). */
 export interface RegistrarCredentials {

@@ -108,8 +108,6 @@ export class SipRouter implements TransactionUser {
     const toUs = this.#d.isLocal(uri.host, uri.port);
     const forMe = toUs && (uri.user === undefined || m === 'REGISTER');
     if (mf !== undefined && Number(mf) === 0 && !(forMe && m === 'OPTIONS')) return tx.respond(this.#reply(req, 483));
-    // §16.3 step 4: loop detection.
-    if (this.#d.proxy.isLooped(req, (h, p) => this.#d.isLocal(h, p))) return tx.respond(this.#reply(req, 482));
     // §16.3 step 5 (Proxy-Require) and §8.2.2.3 (Require, for requests we answer ourselves).
     const unsupported = this.#unsupported(req.getAll('proxy-require').concat(forMe ? req.getAll('require') : []));
     if (unsupported.length > 0) {
@@ -129,6 +127,8 @@ export class SipRouter implements TransactionUser {
       return tx.respond(this.#reply(req, m === 'BYE' ? 481 : 405));
     }
     if (!toUs) return tx.respond(this.#reply(req, 403, 'Relaying Denied'));
+    // §16.3 step 4: loop detection, for what the proxy would forward (not REGISTER, not ours).
+    if (this.#d.proxy.isLooped(req, (h, p) => this.#d.isLocal(h, p))) return tx.respond(this.#reply(req, 482));
     if (m !== 'INVITE' && m !== 'MESSAGE' && m !== 'OPTIONS') {
       const res = this.#reply(req, m === 'BYE' || m === 'ACK' || m === 'PRACK' || m === 'UPDATE' ? 481 : 405);
       if (res.status === 405) res.append('allow', ALLOW);

@@ -251,7 +251,6 @@ export class TransportLayer implements MessageSender {
       conn = id !== undefined ? this.#connections.get(id) : undefined;
     }
     if (conn === undefined || conn.socket.destroyed) {
-      if (dest.connectionId !== undefined && dest.transport !== 'tcp' && dest.transport !== 'tls') return false;
       if (dest.transport !== 'tcp' && dest.transport !== 'tls') return false;
       conn = this.#connect(dest);
       if (conn === undefined) return false;

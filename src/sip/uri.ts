@@ -248,8 +248,3 @@ export function uriEquals(a: SipUri, b: SipUri): boolean {
   const bh = new Map(b.headers.map(([k, v]) => [k.toLowerCase(), unescape(v)]));
   return a.headers.every(([k, v]) => bh.get(k.toLowerCase()) === unescape(v));
 }
-
-/** Copy of a URI with some fields replaced. */
-export function withUri(u: SipUri, change: Partial<SipUri>): SipUri {
-  return { ...u, ...change };
-}

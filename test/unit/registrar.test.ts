@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type Flow, LocationService } from '../../src/registrar/location.ts';
-import { Registrar, type RegistrarCredentials, rawParamsWithout } from '../../src/registrar/registrar.ts';
+import { Registrar, type RegistrarCredentials } from '../../src/registrar/registrar.ts';
+import { rawParamsWithout } from '../../src/registrar/bindings.ts';
 import { type DigestAlgorithm, DigestServer, digestResponse, ha1 } from '../../src/sip/digest.ts';
 import type { SipRequest, SipResponse } from '../../src/sip/message.ts';
 import { parseDatagram } from '../../src/sip/parser.ts';

@@ -20,8 +20,6 @@ export class InviteServerTransaction implements ServerTransaction {
   #request: SipRequest | undefined;
   #lastResponse: SipResponse | undefined;
   onTerminated: ((reason: 'normal' | 'timeout' | 'transport') => void) | undefined;
-  /** The TU may hang the proxy/UAS context on the transaction. */
-  context: unknown;
   readonly #ctx: TransactionContext;
   readonly #dest: Destination;
   #lastBytes: Buffer | undefined;

@@ -17,7 +17,6 @@ export class NonInviteServerTransaction implements ServerTransaction {
   #request: SipRequest | undefined;
   #lastResponse: SipResponse | undefined;
   onTerminated: ((reason: 'normal' | 'timeout' | 'transport') => void) | undefined;
-  context: unknown;
   readonly #ctx: TransactionContext;
   readonly #dest: Destination;
   #lastBytes: Buffer | undefined;
