@@ -100,3 +100,13 @@ test('Proxy-Require: foo on an INVITE: 420 with Unsupported: foo (RFC 3261 §16.
   assert.equal(last?.status, 420, flow(rs));
   assert.deepEqual(last.headers('unsupported').flatMap((v) => v.split(',')).map((s) => s.trim()), ['foo'], last.text);
 });
+
+test('§16.3 loop detection: a user whose registered Contact is this server gets 482 Loop Detected, not an endless loop', async () => {
+  const loopy = await server.addUser('Routing Loopy');
+  const contact = `sip:${loopy.sipUsername}@127.0.0.1:${server.sipPort}`;
+  const reg = await send({ method: 'REGISTER', uri: `sip:${server.domain}:${server.sipPort}`, toUri: `sip:${loopy.sipUsername}@${server.domain}`, contact: `<${contact}>`, extra: ['Expires: 60'] }, loopy);
+  assert.deepEqual(reg.map((r) => r.status), [401, 200], 'registration of the looping Contact');
+  // The proxy forwards the INVITE to itself; it comes back carrying our Via with the same loop hash.
+  const res = await send({ method: 'INVITE', uri: contact, toUri: `sip:${loopy.sipUsername}@${server.domain}` }, alice);
+  assert.deepEqual(res.map((r) => r.status), [407, 482], `statuses: ${res.map((r) => `${r.status}`).join(', ')}\n${server.logs().slice(-2000)}`);
+});

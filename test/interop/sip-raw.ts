@@ -67,6 +67,8 @@ export interface RequestSpec {
   contentType?: string;
   callId?: string;
   cseq?: number;
+  /** Contact header value instead of this client's own address */
+  contact?: string;
 }
 
 const rnd = (n: number): string => randomBytes(n).toString('hex');
@@ -232,7 +234,7 @@ export class RawSipClient {
       `To: <${spec.toUri ?? spec.uri}>`,
       `Call-ID: ${callId}`,
       `CSeq: ${cseq} ${spec.method}`,
-      `Contact: <sip:${fromUser}@127.0.0.1:${this.localPort}${this.transport === 'udp' ? '' : `;transport=${this.transport}`}>`,
+      `Contact: ${spec.contact ?? `<sip:${fromUser}@127.0.0.1:${this.localPort}${this.transport === 'udp' ? '' : `;transport=${this.transport}`}>`}`,
       'User-Agent: careflow-interop-raw',
       ...(authHeader !== undefined ? [authHeader] : []),
       ...(spec.extra ?? []),
