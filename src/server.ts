@@ -1,7 +1,8 @@
 // Wires the parts of `careflow serve` together, in one place (STYLE §2): store, transports,
 // transactions, registrar + location (with write-behind persistence), proxy, call log, HTTP.
 import { createHmac } from 'node:crypto';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { AccountService } from './accounts/account-service.ts';
@@ -9,6 +10,10 @@ import { CallLog } from './calls/call-log.ts';
 import { databasePath, ensureDataDir } from './config/data-dir.ts';
 import type { Config } from './config/schema.ts';
 import { createHttpApi } from './http/api.ts';
+import { SipWebSocketEndpoint } from './http/sip-websocket.ts';
+import { StaticSite } from './http/static.ts';
+import { PresenceHub } from './presence/presence-hub.ts';
+import { LoginLimiter, WebSessions } from './web/sessions.ts';
 import { FlowTokens, type LocalInterface } from './proxy/record-route.ts';
 import { ProxyCore } from './proxy/proxy.ts';
 import { bindingPersistence } from './registrar/binding-store.ts';
@@ -28,6 +33,8 @@ export const VERSION = '0.1.0';
 export interface RunningServer {
   readonly sipPort: number;
   readonly httpPort: number;
+  /** HTTPS + WSS port, when a certificate is configured. */
+  readonly httpsPort: number | undefined;
   readonly location: LocationService;
   stop(): Promise<void>;
 }
@@ -69,10 +76,24 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       : {}),
     forceRport: config.sip.forceRport,
     log: (level, msg, err) => logger[level](msg, err),
-    // RFC 5626 §5.3: an outbound (reg-id) binding lives as long as its connection.
-    onConnectionClosed: (id) => location?.removeByConnection(id, true),
+    // RFC 5626 §5.3: an outbound (reg-id) binding lives as long as its connection. A
+    // WebSocket client (RFC 7118) cannot be reached any other way: all its bindings go.
+    onConnectionClosed: (id, flow) => location?.removeByConnection(id, flow.transport !== 'ws' && flow.transport !== 'wss'),
   });
   await transports.listen();
+
+  // HTTP(S) first: its ports are part of our identity (WebSocket Via / Record-Route). Requests
+  // wait for the API, built below.
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const serveHttp = (req: IncomingMessage, res: ServerResponse): void => {
+    if (handler !== undefined) handler(req, res);
+    else res.writeHead(503, { 'retry-after': '1' }).end();
+  };
+  const http: HttpServer = createHttpServer(serveHttp);
+  const httpPort = await listenHttp(http, config.http.listen);
+  const https: HttpServer | undefined =
+    config.sip.tls !== undefined ? createHttpsServer({ cert: readFileSync(config.sip.tls.cert), key: readFileSync(config.sip.tls.key) }, serveHttp) : undefined;
+  const httpsPort = https !== undefined ? await listenHttp(https, config.http.tlsListen) : undefined;
   const layer = new TransactionLayer({ sender: transports, onError: (e) => logger.error('transaction user failed', e) });
   transports.setHandler(layer);
 
@@ -86,7 +107,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const addrs = localAddresses();
   addrs.add(host);
   const sipPort = transports.bound.udp?.port ?? config.sip.listen.port;
-  const ports = new Set([sipPort, transports.bound.tls?.port ?? -1]);
+  const ports = new Set([sipPort, transports.bound.tls?.port ?? -1, httpPort, httpsPort ?? -1]);
   const isLocal = (h: string, port?: number): boolean => {
     const lh = h.toLowerCase();
     // A URI without a port names the default port: accept it as ours too, as a phone that
@@ -116,6 +137,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     tcp: { transport: 'tcp', host, port: transports.bound.tcp?.port ?? sipPort },
   };
   if (transports.bound.tls !== undefined) interfaces['tls'] = { transport: 'tls', host, port: transports.bound.tls.port };
+  // RFC 7118 §6 / RFC 5658: a call between a browser and a phone crosses from the ws(s)
+  // interface to udp/tcp/tls, so the proxy double record-routes.
+  interfaces['ws'] = { transport: 'ws', host, port: httpPort };
+  if (httpsPort !== undefined) interfaces['wss'] = { transport: 'wss', host, port: httpsPort };
   const tokens = new FlowTokens(derive('flow-token'));
   const proxy = new ProxyCore({ layer, tokens, interfaces });
   const callLog = new CallLog(store);
@@ -138,13 +163,29 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   layer.setUser(router);
 
   const accounts = new AccountService({ store, domain: realm, numbers: config.numbers });
-  const api = createHttpApi({
-    store, accounts, callLog, adminToken: secrets.adminToken,
+  const presence = new PresenceHub(location, (m, e) => logger.error(m, e));
+  const sessions = new WebSessions({
+    realm, secret: derive('web-session'), ttlMs: config.web.sessionDays * 86_400_000,
+    findCredentials: async (login) => {
+      const c = await findCredentials(login);
+      return c === undefined ? undefined : { userId: c.userId, sipUsername: c.sipUsername, number: c.number, enabled: c.enabled, realm: c.realm, ha1Md5: c.ha1Md5 };
+    },
+  });
+  const site = new StaticSite();
+  if (!site.built) logger.warn('web phone not built (web/dist missing): run `npm run build:web`; / answers 503 until then');
+  const websockets = new SipWebSocketEndpoint({ transports, log: (m, e) => logger.warn(m, e) });
+  websockets.attach(http, 'ws');
+  if (https !== undefined) websockets.attach(https, 'wss');
+  handler = createHttpApi({
+    store, accounts, callLog, adminToken: secrets.adminToken, site,
+    phone: {
+      sessions, limiter: new LoginLimiter(), accounts, callLog, presence, domain: realm, ice: config.webrtc,
+    },
     status: () => ({
       registrations: location.count(), registeredUsers: location.aorCount(), activeCalls: calls.active,
       serverTransactions: layer.serverCount, clientTransactions: layer.clientCount, proxyContexts: proxy.activeContexts,
       connections: transports.stats.connections, received: transports.stats.received, sent: transports.stats.sent,
-      parseErrors: transports.stats.parseErrors,
+      parseErrors: transports.stats.parseErrors, websockets: websockets.connections, presenceSubscribers: presence.subscribers,
     }),
     presence: {
       devicesOf: (userId) => location.lookup(String(userId)).map((b) => ({
@@ -158,19 +199,17 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       error: (o, m) => logger.error(httpLogLine(o, m), (o as { err?: unknown }).err),
     },
   });
-  const http: HttpServer = createHttpServer(api);
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(config.http.listen.port, config.http.listen.host, () => resolve());
-  });
-  const httpPort = (http.address() as { port: number }).port;
-  logger.info(`careflow: listening sip udp+tcp ${config.sip.listen.host}:${sipPort}${transports.bound.tls ? ` tls :${transports.bound.tls.port}` : ''} http ${config.http.listen.host}:${httpPort} domain ${realm} (${restored} registrations restored)`);
+  logger.info(`careflow: listening sip udp+tcp ${config.sip.listen.host}:${sipPort}${transports.bound.tls ? ` tls :${transports.bound.tls.port}` : ''} http ${config.http.listen.host}:${httpPort}${httpsPort !== undefined ? ` https :${httpsPort}` : ''} domain ${realm} (${restored} registrations restored)`);
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      http.close();
-      http.closeAllConnections();
+      websockets.close();
+      presence.close();
+      for (const server of https !== undefined ? [http, https] : [http]) {
+        server.close();
+        server.closeAllConnections();
+      }
       await transports.close();
       layer.close();
       await calls.close();
@@ -180,5 +219,15 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     })();
     return stopping;
   };
-  return { sipPort, httpPort, location, stop };
+  return { sipPort, httpPort, httpsPort, location, stop };
+}
+
+function listenHttp(server: HttpServer, at: { host: string; port: number }): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      resolve((server.address() as { port: number }).port);
+    });
+  });
 }

@@ -2,9 +2,9 @@
 import type { CallRow } from '../store/types.ts';
 
 /** How a call ended, from the caller's point of view. */
-export type Disposition = 'answered' | 'busy' | 'no_answer' | 'cancelled' | 'failed' | 'unavailable';
+export type Disposition = 'answered' | 'busy' | 'no_answer' | 'cancelled' | 'failed' | 'unavailable' | 'declined';
 
-export const DISPOSITIONS: readonly Disposition[] = ['answered', 'busy', 'no_answer', 'cancelled', 'failed', 'unavailable'];
+export const DISPOSITIONS: readonly Disposition[] = ['answered', 'busy', 'no_answer', 'cancelled', 'failed', 'unavailable', 'declined'];
 
 /** Who hung up, when known. */
 export type EndedBy = 'caller' | 'callee' | 'server';

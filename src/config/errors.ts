@@ -16,7 +16,8 @@
  * | CSV_INVALID            | a CSV import file is malformed (names line, column)  | 400  | 2        |
  * | NOT_FOUND              | no such user / route                                 | 404  | 1        |
  * | NUMBER_TAKEN           | the number is already assigned to another user       | 409  | 1        |
- * | UNAUTHORIZED           | missing or wrong admin token                         | 401  | -        |
+ * | UNAUTHORIZED           | missing or wrong admin token / web phone session     | 401  | -        |
+ * | RATE_LIMITED           | too many failed web phone sign-ins from one address  | 429  | -        |
  * | METHOD_NOT_ALLOWED     | the route exists, the method does not                | 405  | -        |
  * | BODY_TOO_LARGE         | request body above 64 KiB                            | 413  | -        |
  * | UNSUPPORTED_MEDIA_TYPE | request body is not application/json                 | 415  | -        |
@@ -35,6 +36,7 @@ export type CareflowErrorCode =
   | 'NOT_FOUND'
   | 'NUMBER_TAKEN'
   | 'UNAUTHORIZED'
+  | 'RATE_LIMITED'
   | 'METHOD_NOT_ALLOWED'
   | 'BODY_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'

@@ -40,7 +40,25 @@ export interface Config {
     /** Address written into Via and Record-Route; undefined: the listen address or the first public IPv4. */
     readonly advertise: string | undefined;
   };
-  readonly http: { readonly listen: HostPort };
+  readonly http: {
+    readonly listen: HostPort;
+    /** HTTPS (and WSS) listen address; used only when `sip.tls` is set (the same certificate). */
+    readonly tlsListen: HostPort;
+  };
+  /** ICE servers handed to web phones (RFC 8489 STUN, RFC 8656 TURN). */
+  readonly webrtc: {
+    readonly stunUrls: readonly string[];
+    readonly turnUrls: readonly string[];
+    /** coturn `static-auth-secret` (use-auth-secret): TURN credentials are derived from it. */
+    readonly turnSecret: string | undefined;
+    readonly turnTtlSeconds: number;
+    /** `relay` forces every browser call through TURN (hides addresses; costs bandwidth). */
+    readonly iceTransportPolicy: 'all' | 'relay';
+  };
+  readonly web: {
+    /** How long a web phone stays signed in without the password. */
+    readonly sessionDays: number;
+  };
   readonly numbers: { readonly prefix: string; readonly start: number };
   readonly auth: {
     /** Challenge order: phones that read one challenge read the first. */
@@ -76,7 +94,14 @@ export const CONFIG_FIELDS = [
   { key: 'sipTlsListen', env: 'CAREFLOW_SIP_TLS_LISTEN', flag: '--sip-tls-listen', help: 'SIP TLS host:port (default 0.0.0.0:5061)' },
   { key: 'tlsCert', env: 'CAREFLOW_TLS_CERT', flag: '--tls-cert', help: 'TLS certificate file (PEM); enables SIP TLS with --tls-key' },
   { key: 'tlsKey', env: 'CAREFLOW_TLS_KEY', flag: '--tls-key', help: 'TLS private key file (PEM)' },
-  { key: 'httpListen', env: 'CAREFLOW_HTTP_LISTEN', flag: '--http-listen', help: 'HTTP API host:port (default 0.0.0.0:8080)' },
+  { key: 'httpListen', env: 'CAREFLOW_HTTP_LISTEN', flag: '--http-listen', help: 'HTTP (web phone, API, SIP over WebSocket) host:port (default 0.0.0.0:8080)' },
+  { key: 'httpsListen', env: 'CAREFLOW_HTTPS_LISTEN', flag: '--https-listen', help: 'HTTPS + WSS host:port, enabled with the TLS certificate (default 0.0.0.0:8443)' },
+  { key: 'stunUrls', env: 'CAREFLOW_STUN_URLS', flag: '--stun-urls', help: 'STUN servers for web phones, comma list like stun:turn.example.org:3478 (default none)' },
+  { key: 'turnUrls', env: 'CAREFLOW_TURN_URLS', flag: '--turn-urls', help: 'TURN servers, comma list like turn:turn.example.org:3478?transport=udp (default none)' },
+  { key: 'turnSecret', env: 'CAREFLOW_TURN_SECRET', flag: '--turn-secret', help: "the TURN server's shared secret (coturn static-auth-secret); required with --turn-urls" },
+  { key: 'turnTtl', env: 'CAREFLOW_TURN_TTL', flag: '--turn-ttl', help: 'lifetime of TURN credentials handed to web phones, seconds (default 43200)' },
+  { key: 'iceTransportPolicy', env: 'CAREFLOW_ICE_TRANSPORT_POLICY', flag: '--ice-transport-policy', help: 'all|relay: relay sends every browser call through TURN (default all)' },
+  { key: 'webSessionDays', env: 'CAREFLOW_WEB_SESSION_DAYS', flag: '--web-session-days', help: 'days a web phone stays signed in (default 30)' },
   { key: 'numberPrefix', env: 'CAREFLOW_NUMBER_PREFIX', flag: '--number-prefix', help: 'prefix of new numbers (default care4w-)' },
   { key: 'numberStart', env: 'CAREFLOW_NUMBER_START', flag: '--number-start', help: 'first number (default 1000001)' },
   { key: 'authAlgorithms', env: 'CAREFLOW_AUTH_ALGORITHMS', flag: '--auth-algorithms', help: 'digest challenges offered, in order: MD5, SHA-256 or both (default MD5; see README before adding SHA-256)' },
@@ -93,11 +118,17 @@ export const CONFIG_FIELDS = [
 
 export type ConfigKey = (typeof CONFIG_FIELDS)[number]['key'];
 
-export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey' | 'sipAdvertise'>, string>> = {
+export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey' | 'sipAdvertise' | 'turnSecret'>, string>> = {
   dataDir: './data',
   sipListen: '0.0.0.0:5060',
   sipTlsListen: '0.0.0.0:5061',
   httpListen: '0.0.0.0:8080',
+  httpsListen: '0.0.0.0:8443',
+  stunUrls: '',
+  turnUrls: '',
+  turnTtl: '43200',
+  iceTransportPolicy: 'all',
+  webSessionDays: '30',
   numberPrefix: 'care4w-',
   numberStart: '1000001',
   // MD5 only: baresip 1.0 (libre 2.x) rejects a 401 that carries any non-MD5 challenge, even
@@ -193,6 +224,13 @@ const configSchema = z
     tlsCert: field(readableFile).optional(),
     tlsKey: field(readableFile).optional(),
     httpListen: field((t) => parseHostPort(t, '0.0.0.0:8080')),
+    httpsListen: field((t) => parseHostPort(t, '0.0.0.0:8443')),
+    stunUrls: field((t) => iceUrls(t, ['stun', 'stuns'], 'stun:turn.example.org:3478')),
+    turnUrls: field((t) => iceUrls(t, ['turn', 'turns'], 'turn:turn.example.org:3478?transport=udp')),
+    turnSecret: field((t) => (t.length >= 16 ? t : fail('must be at least 16 characters; use the static-auth-secret from turnserver.conf'))).optional(),
+    turnTtl: int(300, 7 * 86_400, 'seconds'),
+    iceTransportPolicy: field<'all' | 'relay'>((t) => (t === 'all' || t === 'relay' ? t : fail(`expected all or relay, got ${show(t)}`))),
+    webSessionDays: int(1, 365, 'days'),
     numberPrefix: field((t) =>
       /^[A-Za-z0-9._-]{0,20}$/.test(t) && !t.toLowerCase().startsWith('careflow_')
         ? t
@@ -217,6 +255,12 @@ const configSchema = z
     }
     if (c.regDefaultExpires < c.regMinExpires || c.regDefaultExpires > c.regMaxExpires) {
       ctx.addIssue({ code: 'custom', path: ['regDefaultExpires'], message: `must lie between the minimum (${c.regMinExpires}) and the maximum (${c.regMaxExpires})` });
+    }
+    if (c.turnUrls.length > 0 && c.turnSecret === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['turnSecret'], message: "TURN servers need the shared secret: set CAREFLOW_TURN_SECRET to coturn's static-auth-secret" });
+    }
+    if (c.iceTransportPolicy === 'relay' && c.turnUrls.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['iceTransportPolicy'], message: 'relay needs a TURN server: set CAREFLOW_TURN_URLS and CAREFLOW_TURN_SECRET, or use all' });
     }
     if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
       ctx.addIssue({
@@ -251,7 +295,12 @@ export function validateConfig(
       forceRport: c.sipForceRport,
       advertise: c.sipAdvertise,
     },
-    http: { listen: c.httpListen },
+    http: { listen: c.httpListen, tlsListen: c.httpsListen },
+    webrtc: {
+      stunUrls: c.stunUrls, turnUrls: c.turnUrls, turnSecret: c.turnSecret, turnTtlSeconds: c.turnTtl,
+      iceTransportPolicy: c.iceTransportPolicy,
+    },
+    web: { sessionDays: c.webSessionDays },
     numbers: { prefix: c.numberPrefix, start: c.numberStart },
     auth: { algorithms: c.authAlgorithms, nonceTtlSeconds: c.nonceTtl },
     registrar: { minExpires: c.regMinExpires, maxExpires: c.regMaxExpires, defaultExpires: c.regDefaultExpires },
@@ -260,6 +309,22 @@ export function validateConfig(
     memoryMode: c.memoryMode,
   };
   return { ok: true, config: deepFreeze(config) };
+}
+
+/** RFC 7064 (stun:/stuns:) and RFC 7065 (turn:/turns:) URIs, comma separated. */
+function iceUrls(text: string, schemes: readonly string[], example: string): string[] | string {
+  const out: string[] = [];
+  for (const raw of text.split(',')) {
+    const url = raw.trim();
+    if (url === '') continue;
+    const m = /^([a-z]+):(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?:\?transport=(udp|tcp))?$/.exec(url);
+    if (m === null || !schemes.includes(m[1]!) || (m[3] !== undefined && Number(m[3]) > 65535)) {
+      return fail(`expected ${schemes.join(':/')}: URLs like ${example}, got ${show(url)}`);
+    }
+    if (m[4] !== undefined && !m[1]!.startsWith('turn')) return fail(`?transport= is for turn: URLs only, got ${show(url)}`);
+    out.push(url);
+  }
+  return out;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,11 +1,12 @@
 /**
  * The REST API: users, their devices (from the registrar's presence view) and the call log.
- * Every /api route but /api/health needs `Authorization: Bearer <adminToken>`.
+ * Every /api route but /api/health and the web phone's /api/phone/... (phone-api.ts, user sessions)
+ * needs `Authorization: Bearer <adminToken>`. Other paths serve the web phone (static.ts).
  *
  *   GET    /api/health                 {status}
  *   GET    /api/users                  ?query&limit&offset -> {users, total, limit, offset}
  *   POST   /api/users                  {name, number?} -> 201 {id, number, sipUsername, password, domain}
- *   GET    /api/users/:id              user + {online, devices}
+ *   GET    /api/users/:id              user + {online, devices, deviceKinds: {web, sip}}
  *   GET    /api/users/:id/devices      {devices}
  *   POST   /api/users/:id/password     rotate -> {id, number, sipUsername, password, domain}
  *   PATCH  /api/users/:id              {name?, enabled?} -> user
@@ -17,7 +18,9 @@ import type { AccountService } from '../accounts/account-service.ts';
 import type { CallLog } from '../calls/call-log.ts';
 import { CareflowError } from '../config/errors.ts';
 import type { Store, User } from '../store/types.ts';
+import { addPhoneRoutes, type PhoneApiOptions } from './phone-api.ts';
 import { Router } from './router.ts';
+import type { StaticSite } from './static.ts';
 import type { ApiLogger, Reply } from './router.ts';
 
 /** One registered device (contact binding) of a user, as the registrar sees it now. */
@@ -47,6 +50,10 @@ export interface HttpApiOptions {
   readonly logger: ApiLogger;
   /** Live counters of the SIP side (registrations, transactions, calls), for GET /api/status. */
   readonly status?: () => Record<string, number>;
+  /** The web phone's own API (/api/phone/...), authenticated with user sessions. */
+  readonly phone?: PhoneApiOptions;
+  /** The web phone's files, served outside /api. */
+  readonly site?: StaticSite;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -59,8 +66,10 @@ export function createHttpApi(options: HttpApiOptions): RequestHandler {
   // bindings left from before they were disabled do not count as online.
   const devicesOf = (user: User): readonly DeviceInfo[] => (user.enabled ? presence.devicesOf(user.id) : []);
   const view = (user: User): Record<string, unknown> => {
-    const devices = devicesOf(user).length;
-    return { ...user, needsRekey: accounts.needsRekey(user), online: devices > 0, devices };
+    const list = devicesOf(user);
+    // Presence by kind of device: a WebSocket registration (RFC 7118) is the web phone.
+    const web = list.filter((d) => d.transport === 'ws' || d.transport === 'wss').length;
+    return { ...user, needsRekey: accounts.needsRekey(user), online: list.length > 0, devices: list.length, deviceKinds: { web, sip: list.length - web } };
   };
   const userOf = async (id: string | undefined): Promise<User> => accounts.show(intParam(id, 'id', 1));
 
@@ -133,7 +142,13 @@ export function createHttpApi(options: HttpApiOptions): RequestHandler {
       return { status: 200, body: { calls, nextBefore: calls.length === limit && last !== undefined ? last.startedAt : null } };
     });
 
-  return router.handle;
+  if (options.phone !== undefined) addPhoneRoutes(router, options.phone);
+  const site = options.site;
+  if (site === undefined) return router.handle;
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path.startsWith('/api/') || !site.handle(req, res, path)) router.handle(req, res);
+  };
 }
 
 function intParam(raw: string | undefined, field: string, min: number): number {

@@ -28,6 +28,8 @@ export interface Reply {
   readonly status: number;
   readonly body?: unknown;
   readonly headers?: Readonly<Record<string, string>>;
+  /** Takes over the response (event streams); `status`, `headers` and `body` are then ignored. */
+  readonly stream?: (res: ServerResponse) => void;
 }
 
 export type Handler = (ctx: RequestContext) => Promise<Reply>;
@@ -40,7 +42,7 @@ interface Route {
 }
 
 const STATUS: Readonly<Partial<Record<CareflowErrorCode, number>>> = {
-  INVALID_INPUT: 400, INVALID_JSON: 400, CSV_INVALID: 400, USAGE: 400, UNAUTHORIZED: 401, NOT_FOUND: 404,
+  INVALID_INPUT: 400, INVALID_JSON: 400, CSV_INVALID: 400, USAGE: 400, UNAUTHORIZED: 401, NOT_FOUND: 404, RATE_LIMITED: 429,
   METHOD_NOT_ALLOWED: 405, NUMBER_TAKEN: 409, BODY_TOO_LARGE: 413, UNSUPPORTED_MEDIA_TYPE: 415,
 };
 
@@ -131,6 +133,10 @@ export function errorReply(error: unknown): Reply {
 }
 
 function send(res: ServerResponse, reply: Reply): void {
+  if (reply.stream !== undefined) {
+    reply.stream(res);
+    return;
+  }
   const headers: Record<string, string> = { 'cache-control': 'no-store', ...reply.headers };
   if (reply.status === 413) headers['connection'] = 'close';
   if (reply.body === undefined) {

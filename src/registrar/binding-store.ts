@@ -4,7 +4,16 @@ import type { BindingRow, Store } from '../store/types.ts';
 import type { Binding, FlowTransport } from './location.ts';
 import type { BindingPersistence } from './write-behind.ts';
 
-const TRANSPORTS = new Set(['udp', 'tcp', 'tls', 'ws', 'wss']);
+const TRANSPORTS = new Set(['udp', 'tcp', 'tls']);
+
+/**
+ * A WebSocket binding (RFC 7118: Contact host `*.invalid`) is reachable only over its own
+ * connection, which a restart closes; the browser registers again when it reconnects. So
+ * such bindings are never written, and old rows are not restored.
+ */
+export function isPersistent(b: Pick<Binding, 'flow'>): boolean {
+  return TRANSPORTS.has(b.flow.transport);
+}
 
 export function toRow(b: Binding): BindingRow {
   return {
@@ -52,7 +61,7 @@ export function fromRow(r: BindingRow): Binding | undefined {
 export function bindingPersistence(store: Store): BindingPersistence {
   return {
     saveBindings: (upserts, deletes) =>
-      store.saveBindings(upserts.map(toRow), deletes.map((d) => ({ userId: Number(d.aor), bindingKey: d.key }))),
+      store.saveBindings(upserts.filter(isPersistent).map(toRow), deletes.map((d) => ({ userId: Number(d.aor), bindingKey: d.key }))),
     loadBindings: async (now) => (await store.loadBindings(now)).map(fromRow).filter((b): b is Binding => b !== undefined),
   };
 }

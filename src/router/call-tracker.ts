@@ -66,6 +66,7 @@ export class CallTracker {
     if (how.cancelled) d = 'cancelled';
     else if (how.noAnswer) d = 'no_answer';
     else if (status === 486 || status === 600) d = 'busy';
+    else if (status === 603) d = 'declined'; // §21.6.2 603 Decline: the callee refused
     else if (status === 480) d = 'unavailable';
     else if (status === 408) d = 'no_answer';
     this.#finish(c, d, status, how.cancelled ? 'caller' : 'server');

@@ -6,9 +6,12 @@
 //   malformed responses are dropped (§18.1.2 / RFC 4475).
 // - Connections are kept by id and by remote address so that responses and requests toward a
 //   client reuse the connection it opened (§18.2.2, RFC 5626 §5.3).
+// - WebSocket connections (RFC 7118) are accepted by whoever owns the HTTP server and handed
+//   in through `acceptWebSocket`: one SIP message per WebSocket message (§5), no framing.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
+import { isUtf8 } from 'node:buffer';
 import { StreamFramer } from './framing.ts';
 import { parseVia, type Via } from './headers.ts';
 import { createResponse, type SipMessage, SipRequest } from './message.ts';
@@ -35,15 +38,32 @@ export interface TransportLayerOptions {
   /** Answer requests at their source address:port even without ;rport (Kamailio force_rport). */
   readonly forceRport?: boolean;
   readonly log?: (level: 'debug' | 'warn' | 'error', msg: string, err?: unknown) => void;
-  /** A stream connection closed (RFC 5626 §5.3: its flow is gone). */
-  readonly onConnectionClosed?: (connectionId: number) => void;
+  /** A stream or WebSocket connection closed (RFC 5626 §5.3: its flow is gone). */
+  readonly onConnectionClosed?: (connectionId: number, flow: Flow) => void;
+}
+
+/**
+ * What the transport layer needs of a WebSocket (structurally the `ws` package's WebSocket),
+ * so that src/sip/ does not depend on an HTTP or WebSocket library.
+ */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: Buffer, options: { binary: boolean }): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  on(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
 }
 
 interface Connection {
   readonly id: number;
-  readonly socket: net.Socket;
   readonly flow: Flow;
-  readonly framer: StreamFramer;
+  write(data: Buffer): void;
+  /** Close gracefully (after pending writes). */
+  end(): void;
+  destroy(): void;
+  readonly destroyed: boolean;
 }
 
 export interface TransportStats {
@@ -176,53 +196,107 @@ export class TransportLayer implements MessageSender {
   }
 
   #accept(socket: net.Socket, transport: TransportName, remote?: { address: string; port: number }): Connection {
-    const id = this.#nextConnId++;
-    const flow: Flow = {
-      transport,
-      remoteAddress: remote?.address ?? normaliseAddr(socket.remoteAddress ?? ''),
-      remotePort: remote?.port ?? socket.remotePort ?? 0,
-      localAddress: normaliseAddr(socket.localAddress ?? ''),
-      localPort: socket.localPort ?? 0,
-      connectionId: id,
-    };
-    const conn: Connection = { id, socket, flow, framer: new StreamFramer(this.#limits) };
-    this.#connections.set(id, conn);
-    this.#byRemote.set(flowKey(flow), id);
-    this.stats.connections = this.#connections.size;
+    const framer = new StreamFramer(this.#limits);
+    const conn = this.#register(transport, remote ?? { address: normaliseAddr(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 },
+      { address: normaliseAddr(socket.localAddress ?? ''), port: socket.localPort ?? 0 }, {
+        write: (data) => socket.write(data),
+        end: () => socket.end(),
+        destroy: () => socket.destroy(),
+        destroyed: () => socket.destroyed,
+      });
     socket.setNoDelay(true);
     socket.setTimeout(this.#opts.idleTimeoutMs ?? 15 * 60_000, () => socket.destroy());
-    socket.on('data', (chunk: Buffer) => this.#onStreamData(conn, chunk));
-    socket.on('error', (e) => this.#log('debug', `connection ${id} error`, e));
-    socket.on('close', () => {
-      this.#connections.delete(id);
-      if (this.#byRemote.get(flowKey(flow)) === id) this.#byRemote.delete(flowKey(flow));
-      this.stats.connections = this.#connections.size;
-      try {
-        this.#opts.onConnectionClosed?.(id);
-      } catch (e) {
-        this.#log('error', 'connection close handler failed', e);
-      }
-    });
+    socket.on('data', (chunk: Buffer) => this.#onStreamData(conn, framer, chunk));
+    socket.on('error', (e) => this.#log('debug', `connection ${conn.id} error`, e));
+    socket.on('close', () => this.#closed(conn));
     return conn;
   }
 
-  #onStreamData(conn: Connection, chunk: Buffer): void {
+  /**
+   * RFC 7118: a WebSocket connection whose handshake (sub-protocol `sip`) the HTTP side
+   * completed. Each WebSocket message carries exactly one SIP message (§5).
+   */
+  acceptWebSocket(ws: WebSocketLike, transport: 'ws' | 'wss', remote: { address: string; port: number }, local: { address: string; port: number }): number {
+    const conn = this.#register(transport, { address: normaliseAddr(remote.address), port: remote.port }, { address: normaliseAddr(local.address), port: local.port }, {
+      // §5: text frames carry UTF-8 messages; a message with a binary body goes in a binary frame.
+      write: (data) => ws.send(data, { binary: !isUtf8(data) }),
+      end: () => ws.close(1000),
+      destroy: () => ws.terminate(),
+      destroyed: () => ws.readyState > 1, // CLOSING or CLOSED
+    });
+    ws.on('message', (data) => this.#onWebSocketMessage(conn, data));
+    ws.on('error', (e) => this.#log('debug', `websocket ${conn.id} error`, e));
+    ws.on('close', () => this.#closed(conn));
+    return conn.id;
+  }
+
+  #register(
+    transport: TransportName, remote: { address: string; port: number }, local: { address: string; port: number },
+    io: { write(data: Buffer): void; end(): void; destroy(): void; destroyed(): boolean },
+  ): Connection {
+    const id = this.#nextConnId++;
+    const flow: Flow = { transport, remoteAddress: remote.address, remotePort: remote.port, localAddress: local.address, localPort: local.port, connectionId: id };
+    const conn: Connection = {
+      id, flow, write: io.write, end: io.end, destroy: io.destroy,
+      get destroyed() { return io.destroyed(); },
+    };
+    this.#connections.set(id, conn);
+    this.#byRemote.set(flowKey(flow), id);
+    this.stats.connections = this.#connections.size;
+    return conn;
+  }
+
+  #closed(conn: Connection): void {
+    if (!this.#connections.delete(conn.id)) return;
+    if (this.#byRemote.get(flowKey(conn.flow)) === conn.id) this.#byRemote.delete(flowKey(conn.flow));
+    this.stats.connections = this.#connections.size;
+    try {
+      this.#opts.onConnectionClosed?.(conn.id, conn.flow);
+    } catch (e) {
+      this.#log('error', 'connection close handler failed', e);
+    }
+  }
+
+  #onWebSocketMessage(conn: Connection, data: Buffer | ArrayBuffer | Buffer[]): void {
+    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    // RFC 5626 §4.4.1 style CRLF keep-alives are not used over WebSocket (it has ping/pong),
+    // but some clients send them anyway: answer a double CRLF, ignore a single one.
+    if (buf.length <= 4 && buf.every((b) => b === 0x0d || b === 0x0a)) {
+      if (buf.length === 4) conn.write(Buffer.from('\r\n'));
+      return;
+    }
+    if (buf.length > this.#limits.maxMessageBytes) {
+      this.stats.parseErrors++;
+      conn.destroy(); // a peer that ignores the limit is not worth an answer
+      return;
+    }
+    let msg: SipMessage;
+    try {
+      msg = parseDatagram(buf, this.#limits);
+    } catch (e) {
+      this.#onParseError(e, conn.flow);
+      return;
+    }
+    this.#deliver(msg, conn.flow);
+  }
+
+  #onStreamData(conn: Connection, framer: StreamFramer, chunk: Buffer): void {
     let events;
     try {
-      events = conn.framer.push(chunk);
+      events = framer.push(chunk);
     } catch (e) {
       this.#log('error', 'framer failure', e);
-      conn.socket.destroy();
+      conn.destroy();
       return;
     }
     for (const ev of events) {
       if (ev.kind === 'message') this.#deliver(ev.message, conn.flow);
-      else if (ev.kind === 'ping') conn.socket.write('\r\n'); // RFC 5626 §4.4.1 pong
+      else if (ev.kind === 'ping') conn.write(Buffer.from('\r\n')); // RFC 5626 §4.4.1 pong
       else if (ev.kind === 'error') this.#onParseError(ev.error, conn.flow);
       else {
         // Framing lost (RFC 4475 §3.1.2.3 ncl, mcl01): answer if we can, then close.
         this.#onParseError(ev.error, conn.flow);
-        conn.socket.end();
+        conn.end();
       }
     }
   }
@@ -250,12 +324,12 @@ export class TransportLayer implements MessageSender {
       const id = this.#byRemote.get(flowKey({ transport: dest.transport, remoteAddress: dest.address, remotePort: dest.port }));
       conn = id !== undefined ? this.#connections.get(id) : undefined;
     }
-    if (conn === undefined || conn.socket.destroyed) {
+    if (conn === undefined || conn.destroyed) {
       if (dest.transport !== 'tcp' && dest.transport !== 'tls') return false;
       conn = this.#connect(dest);
       if (conn === undefined) return false;
     }
-    conn.socket.write(data);
+    conn.write(data);
     this.stats.sent++;
     return true;
   }
@@ -272,11 +346,11 @@ export class TransportLayer implements MessageSender {
 
   hasConnection(id: number): boolean {
     const c = this.#connections.get(id);
-    return c !== undefined && !c.socket.destroyed;
+    return c !== undefined && !c.destroyed;
   }
 
   async close(): Promise<void> {
-    for (const c of this.#connections.values()) c.socket.destroy();
+    for (const c of [...this.#connections.values()]) c.destroy();
     this.#connections.clear();
     this.#byRemote.clear();
     await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));

@@ -85,6 +85,38 @@ CREATE TABLE kv (
 );
 `,
   },
+  {
+    // 603 Decline (RFC 3261 §21.6.2) is its own outcome: the callee refused the call, which
+    // the caller's web phone shows as "declined" and reports must not count as busy.
+    // SQLite cannot alter a CHECK constraint: rebuild the table (PostgreSQL: ALTER TABLE
+    // calls DROP CONSTRAINT ..., ADD CONSTRAINT ... CHECK (...)).
+    version: 2,
+    name: 'calls.disposition declined',
+    sql: `
+CREATE TABLE calls_v2 (
+  id INTEGER PRIMARY KEY,
+  call_id TEXT NOT NULL,
+  caller_user_id INTEGER,
+  caller_uri TEXT NOT NULL,
+  callee_user_id INTEGER,
+  callee_uri TEXT NOT NULL,
+  started_at BIGINT NOT NULL,
+  answered_at BIGINT,
+  ended_at BIGINT NOT NULL,
+  disposition TEXT NOT NULL CHECK (disposition IN ('answered', 'busy', 'no_answer', 'cancelled', 'failed', 'unavailable', 'declined')),
+  final_status INTEGER NOT NULL,
+  answered_device TEXT,
+  ended_by TEXT
+);
+INSERT INTO calls_v2 SELECT id, call_id, caller_user_id, caller_uri, callee_user_id, callee_uri, started_at, answered_at,
+  ended_at, disposition, final_status, answered_device, ended_by FROM calls;
+DROP TABLE calls;
+ALTER TABLE calls_v2 RENAME TO calls;
+CREATE INDEX calls_started_at ON calls (started_at);
+CREATE INDEX calls_caller ON calls (caller_user_id, started_at);
+CREATE INDEX calls_callee ON calls (callee_user_id, started_at);
+`,
+  },
 ];
 
 /**

@@ -6,8 +6,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect as tcpConnect, type Socket as TcpSocket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { WebSocket } from 'ws';
 
-export type RawTransport = 'udp' | 'tcp' | 'tls';
+/** `ws`: RFC 7118 SIP over WebSocket to ws://127.0.0.1:<port>/sip (the HTTP port). */
+export type RawTransport = 'udp' | 'tcp' | 'tls' | 'ws';
 
 export interface RawMessage {
   /** request line or status line */
@@ -109,6 +111,7 @@ export class RawSipClient {
   localPort = 0;
   #udp: UdpSocket | undefined;
   #stream: TcpSocket | undefined;
+  #ws: WebSocket | undefined;
   #serverPort: number;
   #buffer = '';
   #waiters = new Set<() => void>();
@@ -131,6 +134,18 @@ export class RawSipClient {
       s.on('message', (m) => this.#push(m.toString('latin1')));
       await new Promise<void>((res, rej) => { s.once('error', rej); s.bind(0, '127.0.0.1', () => res()); });
       this.localPort = s.address().port;
+      return;
+    }
+    if (this.transport === 'ws') {
+      const ws = new WebSocket(`ws://127.0.0.1:${this.#serverPort}/sip`, 'sip');
+      this.#ws = ws;
+      ws.on('message', (d: Buffer) => { this.rawStream += d.toString('latin1'); this.#push(d.toString('latin1')); });
+      ws.on('error', () => { /* reported through timeouts */ });
+      await new Promise<void>((res, rej) => {
+        const t = setTimeout(() => rej(new Error(`ws connect to 127.0.0.1:${this.#serverPort} timed out`)), timeoutMs);
+        ws.once('open', () => { clearTimeout(t); res(); });
+        ws.once('error', (e) => { clearTimeout(t); rej(e); });
+      });
       return;
     }
     const s = this.transport === 'tcp'
@@ -175,6 +190,11 @@ export class RawSipClient {
 
   /** Sends raw bytes; on a stream, optionally one byte per write (with a short pause). */
   async sendRaw(data: string, opts: { byteByByte?: boolean } = {}): Promise<void> {
+    if (this.#ws !== undefined) {
+      const ws = this.#ws;
+      await new Promise<void>((res, rej) => ws.send(data, (e) => (e ? rej(e) : res())));
+      return;
+    }
     if (this.#udp !== undefined) {
       const s = this.#udp;
       await new Promise<void>((res, rej) => s.send(Buffer.from(data, 'latin1'), this.#serverPort, '127.0.0.1', (e) => (e ? rej(e) : res())));
@@ -214,6 +234,12 @@ export class RawSipClient {
     });
   }
 
+  /** RFC 7118 §5.2: a WebSocket client has no reachable address; it uses a random .invalid name. */
+  readonly #invalidHost = `${rnd(8)}.invalid`;
+  #sentBy(): string {
+    return this.transport === 'ws' ? this.#invalidHost : `127.0.0.1:${this.localPort}`;
+  }
+
   viaTransport(): string {
     return this.transport.toUpperCase();
   }
@@ -228,13 +254,13 @@ export class RawSipClient {
     const body = spec.body ?? '';
     const lines = [
       `${spec.method} ${spec.uri} SIP/2.0`,
-      `Via: SIP/2.0/${this.viaTransport()} 127.0.0.1:${this.localPort};branch=${branch};rport`,
+      `Via: SIP/2.0/${this.viaTransport()} ${this.#sentBy()};branch=${branch};rport`,
       `Max-Forwards: ${spec.maxForwards ?? 70}`,
       `From: <sip:${fromUser}@${spec.domain}>;tag=${fromTag}`,
       `To: <${spec.toUri ?? spec.uri}>`,
       `Call-ID: ${callId}`,
       `CSeq: ${cseq} ${spec.method}`,
-      `Contact: ${spec.contact ?? `<sip:${fromUser}@127.0.0.1:${this.localPort}${this.transport === 'udp' ? '' : `;transport=${this.transport}`}>`}`,
+      `Contact: ${spec.contact ?? `<sip:${fromUser}@${this.#sentBy()}${this.transport === 'udp' ? '' : `;transport=${this.transport}`}>`}`,
       'User-Agent: careflow-interop-raw',
       ...(authHeader !== undefined ? [authHeader] : []),
       ...(spec.extra ?? []),
@@ -293,6 +319,7 @@ export class RawSipClient {
   close(): void {
     try { this.#udp?.close(); } catch { /* closed */ }
     this.#stream?.destroy();
+    this.#ws?.terminate();
   }
 }
 
