@@ -120,8 +120,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     if (c === undefined || c.realm !== realm) return c === undefined ? undefined : { ...c, ha1Md5: '', ha1Sha256: '' };
     return c;
   };
+  // JsSIP 3.13 (the web phone) knows only MD5 and, given several WWW-Authenticate headers,
+  // keeps the last one (its parser's setHeader): WebSocket clients are offered MD5 alone
+  // when MD5 is configured at all.
+  const WS_OFFER = ['MD5'] as const;
+  const offerAlgorithms = (flow: { transport: string }): readonly 'MD5'[] | undefined => (flow.transport === 'ws' || flow.transport === 'wss' ? WS_OFFER : undefined);
   const registrar = new Registrar({
-    location, digest, realm,
+    location, digest, realm, offerAlgorithms,
     isLocalDomain: (h: string) => isLocal(h),
     findCredentials: async (login: string) => {
       const c = await findCredentials(login);
@@ -146,7 +151,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const callLog = new CallLog(store);
   const calls = new CallTracker(callLog, (m, e) => logger.error(m, e));
   const router = new SipRouter({
-    layer, proxy, tokens, registrar, location, digest, realm, calls, isLocal,
+    layer, proxy, tokens, registrar, location, digest, realm, calls, isLocal, offerAlgorithms,
     connectionAlive: (id) => transports.hasConnection(id),
     directory: {
       findCredentials,

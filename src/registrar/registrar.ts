@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { type NameAddr, parseNameAddr } from '../sip/headers.ts';
 import { createResponse, type SipRequest, type SipResponse } from '../sip/message.ts';
-import { type DigestServer, parseAuthorization, type DigestCredentials } from '../sip/digest.ts';
+import { type DigestAlgorithm, type DigestServer, parseAuthorization, type DigestCredentials } from '../sip/digest.ts';
 import { isSipUri, parseUri, type SipUri, unescape, uriEquals } from '../sip/uri.ts';
 import type { Binding, Flow, LocationService } from './location.ts';
 import { parseDelta, hasOptionTag, formatQ, normaliseUri, rawParamsWithout, makeBinding } from './bindings.ts';
@@ -35,6 +35,8 @@ export interface RegistrarOptions {
   readonly minExpires: number;
   readonly maxExpires: number;
   readonly defaultExpires: number;
+  /** The digest algorithms to offer a client on this flow (default: all configured, in order). */
+  offerAlgorithms?(flow: Flow): readonly DigestAlgorithm[] | undefined;
   /** Called after a REGISTER added or refreshed at least one binding of the AOR. */
   onRegistered?(aor: string): void;
   /** Above this many bindings per AOR, the least recently updated is dropped (default 16). */
@@ -100,7 +102,7 @@ export class Registrar {
 
     // Step 3: a registrar SHOULD authenticate the UAC (§22: Digest).
     const who = await this.#authenticate(req);
-    if (typeof who === 'string') return this.#challenge(req, who === 'stale');
+    if (typeof who === 'string') return this.#challenge(req, who === 'stale', this.#o.offerAlgorithms?.(flow));
 
     // Step 4: the authenticated user may modify only their own AOR: the To user is the login
     // name used, or the user's other login name; otherwise 403 (MUST).
@@ -298,10 +300,10 @@ export class Registrar {
     return res;
   }
 
-  #challenge(req: SipRequest, stale: boolean): SipResponse {
+  #challenge(req: SipRequest, stale: boolean, only: readonly DigestAlgorithm[] | undefined): SipResponse {
     const res = createResponse(req, 401, undefined, this.#toTag());
     // RFC 7616 §3.7 / RFC 8760 §2.4: one WWW-Authenticate per algorithm, preferred first.
-    for (const c of this.#o.digest.challenge(this.#o.realm, stale)) res.append('www-authenticate', c);
+    for (const c of this.#o.digest.challenge(this.#o.realm, stale, only)) res.append('www-authenticate', c);
     return res;
   }
 

@@ -6,7 +6,7 @@ import { type CallerCredentials, authenticate } from './auth.ts';
 import type { CallTracker } from './call-tracker.ts';
 import { popOwnRoutes, type FlowTokens } from '../proxy/record-route.ts';
 import type { ProxyCore, ProxyTarget } from '../proxy/proxy.ts';
-import type { DigestServer } from '../sip/digest.ts';
+import type { DigestAlgorithm, DigestServer } from '../sip/digest.ts';
 import { parseNameAddr } from '../sip/headers.ts';
 import { createResponse, type SipRequest, type SipResponse } from '../sip/message.ts';
 import type { ServerTransaction } from '../sip/transaction/common.ts';
@@ -36,6 +36,8 @@ export interface RouterDeps {
   isLocal(host: string, port?: number): boolean;
   /** Is this stream connection still open? */
   connectionAlive(id: number): boolean;
+  /** The digest algorithms to offer a client on this flow (default: all configured, in order). */
+  offerAlgorithms?(flow: Flow): readonly DigestAlgorithm[] | undefined;
   readonly noAnswerMs: number;
   readonly serverHeader: string;
   readonly log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, err?: unknown) => void;
@@ -157,7 +159,7 @@ export class SipRouter implements TransactionUser {
     const auth = await authenticate(req, 'proxy-authorization', d.realm, d.digest, (l) => d.directory.findCredentials(l));
     if (!auth.ok) {
       const res = this.#reply(req, 407);
-      for (const c of d.digest.challenge(d.realm, auth.stale)) res.append('proxy-authenticate', c);
+      for (const c of d.digest.challenge(d.realm, auth.stale, d.offerAlgorithms?.(flow))) res.append('proxy-authenticate', c);
       // Stateless (§8.2.7), as Kamailio's auth_challenge: a lost 407 makes the caller
       // retransmit its INVITE, which gets a fresh challenge; the ACK for it is absorbed as an
       // ACK without a transaction and without our Route.

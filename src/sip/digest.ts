@@ -119,13 +119,18 @@ export class DigestServer {
    * One challenge value per configured algorithm, in the configured order (RFC 8760 §2.4,
    * RFC 7616 §3.7: one header field per algorithm). All share one nonce, as in RFC 7616 §3.9.1.
    * The caller sends them as WWW-Authenticate (401) or Proxy-Authenticate (407).
+   * `only` narrows the offer to those of the configured algorithms, for a client known to
+   * mishandle several challenges (the server's offer may differ per client, RFC 8760 §2.4);
+   * ignored when none of them is configured.
    */
-  challenge(realm: string, stale = false): string[] {
+  challenge(realm: string, stale = false, only?: readonly DigestAlgorithm[]): string[] {
     const nonce = this.#issueNonce(realm);
     const opaque = this.#opaqueFor(realm);
     const r = quoteString(realm);
     const tail = stale ? ', qop="auth", stale=true' : ', qop="auth"';
-    return this.#algorithms.map((a) => `Digest realm=${r}, nonce="${nonce}", opaque="${opaque}", algorithm=${a}${tail}`);
+    const narrowed = only === undefined ? [] : this.#algorithms.filter((a) => only.includes(a));
+    const order = narrowed.length > 0 ? narrowed : this.#algorithms;
+    return order.map((a) => `Digest realm=${r}, nonce="${nonce}", opaque="${opaque}", algorithm=${a}${tail}`);
   }
 
   /**

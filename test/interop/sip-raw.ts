@@ -8,8 +8,8 @@ import { connect as tcpConnect, type Socket as TcpSocket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
 
-/** `ws`: RFC 7118 SIP over WebSocket to ws://127.0.0.1:<port>/sip (the HTTP port). */
-export type RawTransport = 'udp' | 'tcp' | 'tls' | 'ws';
+/** `ws`/`wss`: RFC 7118 SIP over WebSocket to ws(s)://127.0.0.1:<port>/sip (the HTTP(S) port; any certificate accepted). */
+export type RawTransport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
 export interface RawMessage {
   /** request line or status line */
@@ -136,8 +136,8 @@ export class RawSipClient {
       this.localPort = s.address().port;
       return;
     }
-    if (this.transport === 'ws') {
-      const ws = new WebSocket(`ws://127.0.0.1:${this.#serverPort}/sip`, 'sip');
+    if (this.transport === 'ws' || this.transport === 'wss') {
+      const ws = new WebSocket(`${this.transport}://127.0.0.1:${this.#serverPort}/sip`, 'sip', { rejectUnauthorized: false });
       this.#ws = ws;
       ws.on('message', (d: Buffer) => { this.rawStream += d.toString('latin1'); this.#push(d.toString('latin1')); });
       ws.on('error', () => { /* reported through timeouts */ });
@@ -237,7 +237,7 @@ export class RawSipClient {
   /** RFC 7118 §5.2: a WebSocket client has no reachable address; it uses a random .invalid name. */
   readonly #invalidHost = `${rnd(8)}.invalid`;
   #sentBy(): string {
-    return this.transport === 'ws' ? this.#invalidHost : `127.0.0.1:${this.localPort}`;
+    return this.transport === 'ws' || this.transport === 'wss' ? this.#invalidHost : `127.0.0.1:${this.localPort}`;
   }
 
   viaTransport(): string {

@@ -67,6 +67,13 @@ test('two people sign in (number, then SIP username) and see each other come onl
   await expectVisible(a, `#directory li[data-number="${bob.number}"]`);
   await screenshot(a, 'directory');
   await a.page.locator('#search').fill('');
+  // A phone's screen: one column, nothing wider than the viewport.
+  await a.page.setViewportSize({ width: 360, height: 740 });
+  const overflow = await a.page.evaluate(() => (globalThis as unknown as { document: { documentElement: { scrollWidth: number } } }).document.documentElement.scrollWidth);
+  assert.ok(overflow <= 360, `page is ${overflow} px wide at a 360 px viewport`);
+  await expectVisible(a, `#directory li[data-number="${bob.number}"] button.call`);
+  await screenshot(a, 'mobile');
+  await a.page.setViewportSize({ width: 1280, height: 720 });
 });
 
 test('A calls B, B answers: audio flows both ways peer to peer (host/srflx pair, not through the server); A hangs up', async () => {

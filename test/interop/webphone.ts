@@ -27,9 +27,9 @@ try {
 let tone: string | undefined;
 
 /** A fresh browser profile with the web phone open at `baseUrl` (not signed in). */
-export async function openPhone(label: string, baseUrl: string, freqHz = 440): Promise<Phone> {
+export async function openPhone(label: string, baseUrl: string, freqHz = 440, extraArgs: string[] = []): Promise<Phone> {
   tone ??= toneWav(mkdtempSync(join(tmpdir(), 'careflow-tone-')), { freqHz, seconds: 60 });
-  const browser = await launchBrowser({ toneFile: tone });
+  const browser = await launchBrowser({ toneFile: tone, extraArgs });
   browsers.add(browser);
   const page = await browser.newPage();
   const log = attachConsole(page, label);

@@ -90,6 +90,15 @@ test('challenge: one value per algorithm in configured order, stale flag', () =>
   assert.match(b[0]!, /algorithm=MD5, qop="auth", stale=true$/);
 });
 
+test('challenge: an offer narrowed for one client, ignored when it names nothing configured', () => {
+  const now = { t: 1_700_000_000_000 };
+  const s = server(now, ['SHA-256', 'MD5']);
+  assert.deepEqual(s.challenge('example.org', false, ['MD5']).map((c) => /algorithm=([\w-]+)/.exec(c)?.[1]), ['MD5']);
+  assert.deepEqual(s.challenge('example.org', false, ['MD5', 'SHA-256']).map((c) => /algorithm=([\w-]+)/.exec(c)?.[1]), ['SHA-256', 'MD5']);
+  const shaOnly = server(now, ['SHA-256']);
+  assert.deepEqual(shaOnly.challenge('example.org', false, ['MD5']).map((c) => /algorithm=([\w-]+)/.exec(c)?.[1]), ['SHA-256']);
+});
+
 test('verify: ok for both algorithms; wrong password, realm, method, qop are invalid', () => {
   const now = { t: 1_700_000_000_000 };
   const s = server(now);
