@@ -170,11 +170,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const accounts = new AccountService({ store, domain: realm, numbers: config.numbers });
   const presence = new PresenceHub(location, (m, e) => logger.error(m, e));
   const sessions = new WebSessions({
-    realm, secret: derive('web-session'), ttlMs: config.web.sessionDays * 86_400_000,
-    findCredentials: async (login) => {
-      const c = await findCredentials(login);
-      return c === undefined ? undefined : { userId: c.userId, sipUsername: c.sipUsername, number: c.number, enabled: c.enabled, realm: c.realm, ha1Md5: c.ha1Md5 };
-    },
+    realm, secret: derive('web-session'), ttlMs: config.web.sessionDays * 86_400_000, findCredentials,
   });
   const site = new StaticSite();
   if (!site.built) logger.warn('web phone not built (web/dist missing): run `npm run build:web`; / answers 503 until then');

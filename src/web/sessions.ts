@@ -10,16 +10,10 @@
 //   disabling the user does too, because every use looks the user up again.
 // - Failed sign-ins are counted per source address; after too many, 429 for a while.
 import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import type { Credentials } from '../store/types.ts';
 
-export interface WebCredentials {
-  readonly userId: number;
-  readonly sipUsername: string;
-  readonly number: string;
-  readonly enabled: boolean;
-  readonly realm: string;
-  /** MD5 HA1 for the login name looked up. */
-  readonly ha1Md5: string;
-}
+/** What sign-in needs of a user's stored credentials (ha1Md5: for the login name looked up). */
+export type WebCredentials = Pick<Credentials, 'userId' | 'sipUsername' | 'number' | 'enabled' | 'realm' | 'ha1Md5'>;
 
 export interface SessionDeps {
   /** The same cached lookup SIP authentication uses: login = number or SIP username. */

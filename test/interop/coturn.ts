@@ -17,6 +17,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
+import { stopper } from './processes.ts';
 import { freeSipPort } from './harness.ts';
 
 export const TURNSERVER_PATH = '/usr/bin/turnserver';
@@ -114,19 +115,7 @@ export async function startCoturn(opts: CoturnOptions): Promise<CoturnHandle> {
     res(code);
   }));
 
-  let stopping: Promise<number | null> | undefined;
-  const stop = (): Promise<number | null> => {
-    if (stopping !== undefined) return stopping;
-    if (exitCode !== undefined) return Promise.resolve(exitCode);
-    stopping = (async () => {
-      try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
-      const t = setTimeout(() => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
-      const code = await exited;
-      clearTimeout(t);
-      return code;
-    })();
-    return stopping;
-  };
+  const stop = stopper(pid, exited, () => exitCode);
   live.set(pid, stop);
   liveDirs.set(pid, dir);
 

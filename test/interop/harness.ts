@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after } from 'node:test';
+import { stopper } from './processes.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -167,21 +168,9 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerHandle
   let exitCode: number | null | undefined;
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => { exitCode = code; live.delete(pid); res(code); }));
 
-  let stopping: Promise<number | null> | undefined;
   const handle: ServerHandle = {
     pid, sipPort, tlsPort, httpPort, dataDir, domain, adminToken: '', env,
-    stop() {
-      if (stopping !== undefined) return stopping;
-      if (exitCode !== undefined) return Promise.resolve(exitCode);
-      stopping = (async () => {
-        try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
-        const t = setTimeout(() => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
-        const code = await exited;
-        clearTimeout(t);
-        return code;
-      })();
-      return stopping;
-    },
+    stop: stopper(pid, exited, () => exitCode),
     async kill9() {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
       await exited;

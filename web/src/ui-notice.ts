@@ -3,19 +3,10 @@
 // (a lost connection stays until the phone is back online).
 
 import { byId, formatDuration } from './dom.ts';
-import type { CallEnd } from './call-info.ts';
+import type { CallEnd, EndKind } from './call-info.ts';
 
-export type NoticeKind =
-  | 'declined'
-  | 'busy'
-  | 'unavailable'
-  | 'no-answer'
-  | 'cancelled'
-  | 'mic-blocked'
-  | 'connection-lost'
-  | 'failed'
-  | 'ended'
-  | 'session-ended';
+/** Why a call ended (answered elsewhere shows as cancelled), or the phone's own troubles. */
+export type NoticeKind = Exclude<EndKind, 'answered-elsewhere'> | 'connection-lost' | 'session-ended';
 
 const AUTO_HIDE_MS = 8_000;
 
