@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { audioStats, requireChromium, waitForStats } from './chromium.ts';
 import { ROOT, startServer, type CareflowUser, type ServerHandle } from './harness.ts';
 import {
-  callFromDirectory, dial, expectHidden, expectNotice, expectPresence, expectState, expectVisible, openPhone, type Phone, signIn, storage,
+  callFromDirectory, closePhone, dial, expectHidden, expectNotice, expectPresence, expectState, expectVisible, openPhone, type Phone, signIn, storage,
 } from './webphone.ts';
 
 requireChromium(); // fails (never skips) with the install command
@@ -146,6 +146,23 @@ test('call history shows the calls from the call log, newest first', async () =>
     await new Promise((r) => setTimeout(r, 200));
   }
   assert.deepEqual(got.slice(0, 4), ['out:unavailable', 'out:declined', 'in:answered', 'out:answered']);
+});
+
+test('busy: while B is in a call, C calling B sees "busy"; the call log says busy (486)', async () => {
+  const c = await openPhone('carol', base, 880);
+  await signIn(c, carol.number, carol.password);
+  await callFromDirectory(a, bob.number);
+  await expectVisible(b, '#incoming', 15_000);
+  await b.page.locator('#answer').click();
+  await expectState(a, '#call-state', 'confirmed', 15_000);
+  await dial(c, bob.number);
+  await expectNotice(c, 'busy');
+  const row = await lastCall(carol, 2); // carol's unanswered call from A earlier, and this one
+  assert.deepEqual([row.disposition, row.finalStatus, row.callerUserId], ['busy', 486, Number(carol.id)]);
+  await a.page.locator('#hangup').click();
+  await expectNotice(b, 'ended');
+  calls += 1; // alice -> bob, answered
+  await closePhone(c);
 });
 
 test('signing out takes the user offline for colleagues', async () => {
