@@ -9,6 +9,7 @@ import { AccountService } from './accounts/account-service.ts';
 import { CallLog } from './calls/call-log.ts';
 import { databasePath, ensureDataDir } from './config/data-dir.ts';
 import type { Config } from './config/schema.ts';
+import { createDdnsUpdater } from './deploy/ddns.ts';
 import { createHttpApi } from './http/api.ts';
 import { SipWebSocketEndpoint } from './http/sip-websocket.ts';
 import { StaticSite } from './http/static.ts';
@@ -20,7 +21,9 @@ import { bindingPersistence } from './registrar/binding-store.ts';
 import { LocationService } from './registrar/location.ts';
 import { Registrar } from './registrar/registrar.ts';
 import { WriteBehind } from './registrar/write-behind.ts';
+import { CallMedia } from './router/call-media.ts';
 import { CallTracker } from './router/call-tracker.ts';
+import { RtpEngineDriver } from './media/rtpengine.ts';
 import { SipRouter } from './router/sip-router.ts';
 import { DigestServer } from './sip/digest.ts';
 import { TransactionLayer } from './sip/transaction/layer.ts';
@@ -150,8 +153,11 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const proxy = new ProxyCore({ layer, tokens, interfaces });
   const callLog = new CallLog(store);
   const calls = new CallTracker(callLog, (m, e) => logger.error(m, e));
+  // The media engine: RTPEngine when configured (the embedded engine is not built yet).
+  const engine = config.media.rtpengine.length > 0 ? new RtpEngineDriver({ instances: config.media.rtpengine }) : undefined;
+  const media = new CallMedia(engine, (level, msg, err) => logger[level](msg, err));
   const router = new SipRouter({
-    layer, proxy, tokens, registrar, location, digest, realm, calls, isLocal, offerAlgorithms,
+    layer, proxy, tokens, registrar, location, digest, realm, calls, isLocal, offerAlgorithms, media,
     connectionAlive: (id) => transports.hasConnection(id),
     directory: {
       findCredentials,
@@ -183,7 +189,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       sessions, limiter: new LoginLimiter(), accounts, callLog, presence, domain: realm, ice: config.webrtc,
     },
     status: () => ({
-      registrations: location.count(), registeredUsers: location.aorCount(), activeCalls: calls.active,
+      registrations: location.count(), registeredUsers: location.aorCount(), activeCalls: calls.active, mediaSessions: media.active,
       serverTransactions: layer.serverCount, clientTransactions: layer.clientCount, proxyContexts: proxy.activeContexts,
       connections: transports.stats.connections, received: transports.stats.received, sent: transports.stats.sent,
       parseErrors: transports.stats.parseErrors, websockets: websockets.connections, presenceSubscribers: presence.subscribers,
@@ -200,11 +206,15 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       error: (o, m) => logger.error(httpLogLine(o, m), (o as { err?: unknown }).err),
     },
   });
+  // Dynamic DNS (src/deploy/ddns.ts): checks the public address now and every interval.
+  const ddns = config.ddns !== undefined ? createDdnsUpdater(config.ddns, logger) : undefined;
+  ddns?.start();
   logger.info(`careflow: listening sip udp+tcp ${config.sip.listen.host}:${sipPort}${transports.bound.tls ? ` tls :${transports.bound.tls.port}` : ''} http ${config.http.listen.host}:${httpPort}${httpsPort !== undefined ? ` https :${httpsPort}` : ''} domain ${realm} (${restored} registrations restored)`);
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      await ddns?.stop();
       websockets.close();
       presence.close();
       for (const server of https !== undefined ? [http, https] : [http]) {
@@ -213,6 +223,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       }
       await transports.close();
       layer.close();
+      await media.close(); // every relayed or bridged call's media released
       await calls.close();
       await writeBehind.close();
       location.close();

@@ -40,6 +40,7 @@ export class CallLog {
       disposition: call.disposition,
       finalStatus: call.finalStatus,
       answeredDevice: call.answeredDevice ?? null,
+      mediaMode: call.mediaMode ?? null,
       endedBy: call.endedBy ?? null,
     });
   }

@@ -25,6 +25,8 @@ export interface CallRecord {
   readonly finalStatus: number;
   /** Contact of the device that answered, when forked. */
   readonly answeredDevice?: string | undefined;
+  /** How the audio went, for answered calls. */
+  readonly mediaMode?: 'p2p' | 'direct' | 'relay' | 'bridge' | undefined;
   readonly endedBy?: EndedBy | undefined;
 }
 

@@ -66,6 +66,7 @@ Commands:
   user add|list|show|passwd|disable|enable|remove|import
                              manage users (careflow user --help)
   calls                      show the call log
+  firewall [--apply]         print or apply firewall rules for the configured ports
 
 Run careflow COMMAND --help for a command's flags.
 
@@ -93,6 +94,20 @@ ${CONFIG_HELP}`,
 
 ID may be the user id, the number or the SIP username (careflow_<id>).
 Users log in from a phone with the SIP username or the number and the password.
+
+${CONFIG_HELP}`,
+  firewall: `Usage: careflow firewall [--apply] [--backend nft|ufw] [--ssh-port N] [--json] [config flags]
+
+Prints the firewall rules for exactly the configured ports: SIP (--sip-listen, UDP and TCP),
+SIP over TLS (--sip-tls-listen) and HTTPS/WSS (--https-listen) when a certificate is set,
+HTTP (--http-listen), the RTP range (--rtp-ports), and SSH (22/tcp, or --ssh-port) so you
+do not lock yourself out. Everything else arriving is dropped.
+
+  --apply                apply them (as root); re-applying replaces them, never duplicates
+  --backend nft|ufw      nftables (table inet careflow) or ufw; default: ufw when it is
+                         active, else nftables
+  --ssh-port N           the SSH port kept open (default 22)
+  --json                 the rules, the ruleset or commands, as JSON
 
 ${CONFIG_HELP}`,
   calls: `Usage: careflow calls [--limit N] [--user ID] [--json]

@@ -23,6 +23,7 @@
  * | UNSUPPORTED_MEDIA_TYPE | request body is not application/json                 | 415  | -        |
  * | DATA_DIR_ERROR         | the data directory or secrets file cannot be used    | 500  | 1        |
  * | STORE_ERROR            | the database failed                                  | 500  | 1        |
+ * | FIREWALL_ERROR         | nft/ufw is missing or refused the rules              |  -   | 1        |
  * | INTERNAL               | a bug                                                | 500  | 1        |
  */
 
@@ -42,6 +43,7 @@ export type CareflowErrorCode =
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'DATA_DIR_ERROR'
   | 'STORE_ERROR'
+  | 'FIREWALL_ERROR'
   | 'INTERNAL';
 
 export class CareflowError extends Error {

@@ -74,9 +74,32 @@ export interface Config {
     /** Ring time before the proxy gives up with no_answer (480 to the caller). */
     readonly noAnswerSeconds: number;
   };
+  readonly media: {
+    /** UDP ports for RTP (and RTCP): the media engine's range, opened by `careflow firewall`. */
+    readonly rtpPorts: { readonly min: number; readonly max: number };
+    /** RTPEngine ng control addresses, in failover order; empty: no RTPEngine. */
+    readonly rtpengine: readonly HostPort[];
+  };
+  /** The dynamic DNS updater (src/deploy/ddns.ts); undefined when off. */
+  readonly ddns: DdnsConfig | undefined;
   readonly logLevel: LogLevel;
   /** V8 heap policy: small (keep RSS near the live data), fast (throughput), auto (small on hosts with <= 4 GiB). */
   readonly memoryMode: 'auto' | 'small' | 'fast';
+}
+
+export type DdnsProviderName = 'duckdns';
+
+export interface DdnsConfig {
+  readonly provider: DdnsProviderName;
+  /** DuckDNS subdomains, without `.duckdns.org`. */
+  readonly domains: readonly string[];
+  /** The account token: a secret, never logged. */
+  readonly token: string;
+  /** The provider's update endpoint (DuckDNS: https://www.duckdns.org/update). */
+  readonly updateUrl: string;
+  /** Answers the caller's public IPv4 address as plain text (https://api.ipify.org). */
+  readonly ipUrl: string;
+  readonly intervalSeconds: number;
 }
 
 /** One setting and its three names. `key` is also the JSON config file key. */
@@ -114,11 +137,19 @@ export const CONFIG_FIELDS = [
   { key: 'memoryMode', env: 'CAREFLOW_MEMORY_MODE', flag: '--memory-mode', help: 'auto|small|fast: small halves memory, fast is ~30% cheaper in CPU (default auto: small on hosts with <= 4 GiB RAM)' },
   { key: 'logLevel', env: 'CAREFLOW_LOG_LEVEL', flag: '--log-level', help: 'fatal|error|warn|info|debug|trace (default info)' },
   { key: 'nonceTtl', env: 'CAREFLOW_NONCE_TTL', flag: '--nonce-ttl', help: 'digest nonce lifetime, seconds (default 300)' },
+  { key: 'rtpengine', env: 'CAREFLOW_RTPENGINE', flag: '--rtpengine', help: 'RTPEngine ng control address(es), comma list like 127.0.0.1:2223 (default none)' },
+  { key: 'rtpPorts', env: 'CAREFLOW_RTP_PORTS', flag: '--rtp-ports', help: 'UDP port range for RTP media, LOW-HIGH within 1024-65535 (default 10000-20000)' },
+  { key: 'ddnsProvider', env: 'CAREFLOW_DDNS_PROVIDER', flag: '--ddns-provider', help: 'dynamic DNS updater: duckdns or none (default none)' },
+  { key: 'duckdnsDomains', env: 'CAREFLOW_DUCKDNS_DOMAINS', flag: '--duckdns-domains', help: 'DuckDNS subdomains to point here, comma list like careflow-home (for careflow-home.duckdns.org)' },
+  { key: 'duckdnsToken', env: 'CAREFLOW_DUCKDNS_TOKEN', flag: '--duckdns-token', help: 'DuckDNS account token (secret, never logged; prefer the env var or config file to a flag)' },
+  { key: 'ddnsIntervalSeconds', env: 'CAREFLOW_DDNS_INTERVAL_SECONDS', flag: '--ddns-interval-seconds', help: 'how often the public address is checked, seconds (default 300)' },
+  { key: 'duckdnsUrl', env: 'CAREFLOW_DUCKDNS_URL', flag: '--duckdns-url', help: 'DuckDNS update endpoint (default https://www.duckdns.org/update)' },
+  { key: 'ddnsIpUrl', env: 'CAREFLOW_DDNS_IP_URL', flag: '--ddns-ip-url', help: 'URL answering the public IPv4 address as plain text (default https://api.ipify.org)' },
 ] as const satisfies readonly ConfigField[];
 
 export type ConfigKey = (typeof CONFIG_FIELDS)[number]['key'];
 
-export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey' | 'sipAdvertise' | 'turnSecret'>, string>> = {
+export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey' | 'sipAdvertise' | 'turnSecret' | 'ddnsProvider' | 'duckdnsDomains' | 'duckdnsToken'>, string>> = {
   dataDir: './data',
   sipListen: '0.0.0.0:5060',
   sipTlsListen: '0.0.0.0:5061',
@@ -142,6 +173,11 @@ export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' |
   logLevel: 'info',
   memoryMode: 'auto',
   nonceTtl: '300',
+  rtpPorts: '10000-20000',
+  rtpengine: '',
+  ddnsIntervalSeconds: '300',
+  duckdnsUrl: 'https://www.duckdns.org/update',
+  ddnsIpUrl: 'https://api.ipify.org',
 };
 
 const show = (value: unknown): string => JSON.stringify(value) ?? String(value);
@@ -215,6 +251,54 @@ function algorithms(text: string): readonly DigestAlgorithm[] | string {
   return out;
 }
 
+function portRange(text: string): { min: number; max: number } | string {
+  const m = /^(\d{1,5})\s*-\s*(\d{1,5})$/.exec(text);
+  if (m === null) return fail(`expected a port range LOW-HIGH like 10000-20000, got ${show(text)}`);
+  const min = Number(m[1]);
+  const max = Number(m[2]);
+  if (min < 1024 || max > 65535) return fail(`ports must lie within 1024-65535, got ${show(text)}; use a range like 10000-20000`);
+  if (min > max) return fail(`the low port must not exceed the high port in ${show(text)}; write it as ${max}-${min}`);
+  return { min, max };
+}
+
+function httpUrl(text: string, example: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return fail(`expected an http(s) URL like ${example}, got ${show(text)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(`expected an http: or https: URL like ${example}, got ${show(text)}`);
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    return fail(`give the URL without user, password, query or fragment, like ${example}`);
+  }
+  return url.href;
+}
+
+/** DuckDNS subdomains: `careflow-home` or `careflow-home.duckdns.org`, comma separated. */
+function duckdnsDomains(text: string): string[] | string {
+  const out: string[] = [];
+  for (const raw of text.split(',')) {
+    const name = raw.trim().toLowerCase().replace(/\.duckdns\.org$/, '');
+    if (name === '') continue;
+    if (!/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) {
+      return fail(`expected DuckDNS subdomains like careflow-home (for careflow-home.duckdns.org), got ${show(raw.trim())}`);
+    }
+    if (!out.includes(name)) out.push(name);
+  }
+  return out.length > 0 ? out : fail('expected at least one DuckDNS subdomain, like careflow-home');
+}
+
+/** The DuckDNS token (a UUID). A secret: no message ever shows the value. */
+const duckdnsToken: z.ZodType<string> = z.unknown().transform((value, ctx) => {
+  const text = typeof value === 'string' ? value.trim() : '';
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text)) {
+    ctx.addIssue({ code: 'custom', message: 'expected the token shown on duckdns.org, a UUID like 01234567-89ab-cdef-0123-456789abcdef (the value given is not shown: it is a secret)' });
+    return z.NEVER;
+  }
+  return text.toLowerCase();
+}) as unknown as z.ZodType<string>;
+
 const configSchema = z
   .object({
     dataDir: field((t) => (t === '' ? fail('must not be empty; give a directory like ./data') : resolve(t))),
@@ -247,6 +331,22 @@ const configSchema = z
     memoryMode: field<'auto' | 'small' | 'fast'>((t) => (t === 'auto' || t === 'small' || t === 'fast' ? t : fail(`expected auto, small or fast, got ${show(t)}`))),
     logLevel: field<LogLevel>((t) => LOG_LEVELS.find((l) => l === t.toLowerCase()) ?? fail(`expected one of ${LOG_LEVELS.join(', ')}, got ${show(t)}`)),
     nonceTtl: int(10, 86_400, 'seconds'),
+    rtpPorts: field(portRange),
+    rtpengine: field((t) => {
+      const out: HostPort[] = [];
+      for (const part of t.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+        const hp = parseHostPort(part, '127.0.0.1:2223');
+        if (typeof hp === 'string') return hp;
+        out.push(hp);
+      }
+      return out;
+    }),
+    ddnsProvider: field<DdnsProviderName | 'none'>((t) => (t === 'duckdns' || t === 'none' ? t : fail(`expected duckdns or none, got ${show(t)}`))).optional(),
+    duckdnsDomains: field(duckdnsDomains).optional(),
+    duckdnsToken: duckdnsToken.optional(),
+    ddnsIntervalSeconds: int(60, 86_400, 'seconds'),
+    duckdnsUrl: field((t) => httpUrl(t, 'https://www.duckdns.org/update')),
+    ddnsIpUrl: field((t) => httpUrl(t, 'https://api.ipify.org')),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -268,6 +368,12 @@ const configSchema = z
         path: [c.tlsCert === undefined ? 'tlsCert' : 'tlsKey'],
         message: 'TLS needs both a certificate and a key file; set both or neither',
       });
+    }
+    if (c.ddnsProvider === 'duckdns') {
+      if (c.duckdnsDomains === undefined) ctx.addIssue({ code: 'custom', path: ['duckdnsDomains'], message: 'DuckDNS needs your subdomains: set CAREFLOW_DUCKDNS_DOMAINS, like careflow-home' });
+      if (c.duckdnsToken === undefined) ctx.addIssue({ code: 'custom', path: ['duckdnsToken'], message: 'DuckDNS needs your account token: set CAREFLOW_DUCKDNS_TOKEN to the token shown on duckdns.org' });
+    } else if (c.duckdnsDomains !== undefined || c.duckdnsToken !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['ddnsProvider'], message: 'DuckDNS domains or token are set but the updater is off: set CAREFLOW_DDNS_PROVIDER=duckdns, or remove them' });
     }
   });
 
@@ -305,6 +411,14 @@ export function validateConfig(
     auth: { algorithms: c.authAlgorithms, nonceTtlSeconds: c.nonceTtl },
     registrar: { minExpires: c.regMinExpires, maxExpires: c.regMaxExpires, defaultExpires: c.regDefaultExpires },
     proxy: { noAnswerSeconds: c.noAnswerSeconds },
+    media: { rtpPorts: c.rtpPorts, rtpengine: c.rtpengine },
+    ddns:
+      c.ddnsProvider === 'duckdns' && c.duckdnsDomains !== undefined && c.duckdnsToken !== undefined
+        ? {
+            provider: 'duckdns', domains: c.duckdnsDomains, token: c.duckdnsToken, updateUrl: c.duckdnsUrl, ipUrl: c.ddnsIpUrl,
+            intervalSeconds: c.ddnsIntervalSeconds,
+          }
+        : undefined,
     logLevel: c.logLevel,
     memoryMode: c.memoryMode,
   };

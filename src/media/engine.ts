@@ -20,6 +20,8 @@ export interface MediaOffer {
   readonly fromTag: string;
   /** The branch the offer is for, when one INVITE forks to several devices. */
   readonly branch?: string;
+  /** The other side's tag, for offers inside an established dialog (re-INVITE, UPDATE). */
+  readonly toTag?: string;
   readonly sdp: string;
   /** What sent this SDP, and what will receive the rewritten one. */
   readonly from: Endpoint;

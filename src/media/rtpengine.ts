@@ -32,6 +32,7 @@ function sideFlags(to: Endpoint, isOffer: boolean): NgDict {
 function common(o: MediaOffer): NgDict {
   const d: NgDict = { 'call-id': o.callId, 'from-tag': o.fromTag, sdp: o.sdp, replace: ['origin', 'session-connection'] };
   if (o.branch !== undefined) d['via-branch'] = o.branch;
+  if (o.toTag !== undefined && o.toTag !== '') d['to-tag'] = o.toTag;
   if (o.sourceAddress !== undefined) d['received-from'] = [o.sourceAddress.includes(':') ? 'IP6' : 'IP4', o.sourceAddress];
   return d;
 }

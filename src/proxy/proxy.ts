@@ -19,6 +19,8 @@ export interface ProxyTarget {
   readonly destination: Destination;
   /** Free label reported back when this branch answers (e.g. the device's Contact). */
   readonly label: string;
+  /** A body for this branch instead of the request's (SDP rewritten by a media engine). */
+  readonly body?: string;
 }
 
 export type ProxyOutcome =
@@ -36,6 +38,11 @@ export interface ForwardOptions {
   readonly noAnswerMs?: number;
   /** Called once with the first 2xx, and once with the final outcome when no 2xx came. */
   readonly onOutcome?: (o: ProxyOutcome) => void;
+  /**
+   * Rewrites a branch's response that carries a body before it is processed (a media
+   * engine's answer SDP). The responses of one transaction keep their order.
+   */
+  readonly rewriteResponse?: (res: SipResponse, target: ProxyTarget) => Promise<void>;
 }
 
 interface Branch {
@@ -63,6 +70,8 @@ interface Context {
   cancelled: boolean;
   noAnswer: boolean;
   noAnswerTimer: Timer | undefined;
+  /** Responses waiting for their rewrite, in arrival order (only with rewriteResponse). */
+  queue: Promise<void> | undefined;
 }
 
 export interface ProxyCoreOptions {
@@ -140,8 +149,9 @@ export class ProxyCore {
   forward(opts: ForwardOptions): void {
     const ctx: Context = {
       serverTx: opts.serverTx, request: opts.request, onOutcome: opts.onOutcome, branches: [],
-      finalSent: false, answered: false, cancelled: false, noAnswer: false, noAnswerTimer: undefined,
+      finalSent: false, answered: false, cancelled: false, noAnswer: false, noAnswerTimer: undefined, queue: undefined,
     };
+    const rewrite = opts.rewriteResponse;
     this.#byServerTx.set(opts.serverTx, ctx);
     this.#active++;
     const isInvite = opts.request.method === 'INVITE';
@@ -167,7 +177,7 @@ export class ProxyCore {
       if (req === undefined) continue;
       if (isInvite) branch.timerC = this.#layer.wheel.schedule(this.#timerCMs, () => this.#onTimerC(ctx, branch));
       branch.tx = this.#layer.request(req, branch.target.destination, {
-        onResponse: (res) => this.#onResponse(ctx, branch, res),
+        onResponse: rewrite === undefined ? (res) => this.#onResponse(ctx, branch, res) : (res) => this.#rewriteThenProcess(ctx, branch, res, rewrite),
         onTimeout: () => this.#onBranchFailed(ctx, branch, 408),
       });
     }
@@ -177,6 +187,7 @@ export class ProxyCore {
   #prepare(opts: ForwardOptions, target: ProxyTarget): SipRequest | undefined {
     const req = opts.request.clone();
     req.uri = target.uri;
+    if (target.body !== undefined) req.body = Buffer.from(target.body, 'utf8');
     const mf = Number(req.get('max-forwards') ?? '70');
     req.set('max-forwards', String(Math.max(0, mf - 1)));
     const out = this.interfaceFor(target.destination.transport);
@@ -189,6 +200,22 @@ export class ProxyCore {
     const branch = `${BRANCH_PREFIX}${loopHash(opts.request, opts.request.first('via') ?? '')}.${uniqueToken()}`;
     req.prepend('via', `SIP/2.0/${viaTransportName(out.transport)} ${formatHost(out.host)}:${out.port};branch=${branch};rport`);
     return req;
+  }
+
+  /**
+   * Responses carrying a body the media engine must see are rewritten first; all responses of
+   * the transaction wait their turn so that a 180 never overtakes the 183 before it. A failed
+   * rewrite of a 2xx still forwards it (the call is up; the caller will hear nothing and the
+   * failure is logged by the rewriter), of anything else as it came.
+   */
+  #rewriteThenProcess(ctx: Context, branch: Branch, res: SipResponse, rewrite: (res: SipResponse, target: ProxyTarget) => Promise<void>): void {
+    const prev = ctx.queue ?? Promise.resolve();
+    const next = prev
+      .then(() => (res.status > 100 && res.body.length > 0 ? rewrite(res, branch.target) : undefined))
+      .catch(() => undefined)
+      .then(() => this.#onResponse(ctx, branch, res));
+    ctx.queue = next;
+    void next.finally(() => { if (ctx.queue === next) ctx.queue = undefined; });
   }
 
   #onResponse(ctx: Context, branch: Branch, res: SipResponse): void {

@@ -13,6 +13,7 @@ interface ActiveCall {
   startedAt: number;
   answeredAt: number | undefined;
   answeredDevice: string | undefined;
+  mediaMode: CallRecord['mediaMode'];
 }
 
 export interface CallSink {
@@ -42,7 +43,7 @@ export class CallTracker {
   start(c: { callId: string; fromTag: string; callerUserId?: number; callerUri: string; calleeUserId?: number; calleeUri: string }): void {
     this.#calls.set(c.callId, {
       callId: c.callId, fromTag: c.fromTag, callerUserId: c.callerUserId, callerUri: c.callerUri,
-      calleeUserId: c.calleeUserId, calleeUri: c.calleeUri, startedAt: Date.now(), answeredAt: undefined, answeredDevice: undefined,
+      calleeUserId: c.calleeUserId, calleeUri: c.calleeUri, startedAt: Date.now(), answeredAt: undefined, answeredDevice: undefined, mediaMode: undefined,
     });
   }
 
@@ -50,11 +51,12 @@ export class CallTracker {
     return this.#calls.has(callId);
   }
 
-  answered(callId: string, device: string): void {
+  answered(callId: string, device: string, mediaMode?: CallRecord['mediaMode']): void {
     const c = this.#calls.get(callId);
     if (c !== undefined && c.answeredAt === undefined) {
       c.answeredAt = Date.now();
       c.answeredDevice = device;
+      c.mediaMode = mediaMode;
     }
   }
 
@@ -91,7 +93,7 @@ export class CallTracker {
     this.#write({
       callId: c.callId, callerUserId: c.callerUserId, callerUri: c.callerUri, calleeUserId: c.calleeUserId,
       calleeUri: c.calleeUri, startedAt: c.startedAt, answeredAt: c.answeredAt, endedAt: Date.now(),
-      disposition, finalStatus: status, answeredDevice: c.answeredDevice, endedBy,
+      disposition, finalStatus: status, answeredDevice: c.answeredDevice, mediaMode: c.mediaMode, endedBy,
     });
   }
 

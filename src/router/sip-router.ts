@@ -3,6 +3,7 @@
 // messages to CareFlow users), loose routing of in-dialog requests, or a local answer.
 import type { Binding } from '../registrar/location.ts';
 import { type CallerCredentials, authenticate } from './auth.ts';
+import type { CallMedia } from './call-media.ts';
 import type { CallTracker } from './call-tracker.ts';
 import { popOwnRoutes, type FlowTokens } from '../proxy/record-route.ts';
 import type { ProxyCore, ProxyTarget } from '../proxy/proxy.ts';
@@ -32,6 +33,8 @@ export interface RouterDeps {
   readonly realm: string;
   readonly directory: Directory;
   readonly calls: CallTracker;
+  /** SDP through the media engine where a call needs a relay or a bridge. */
+  readonly media?: CallMedia;
   /** Our domain and addresses ("myself"). */
   isLocal(host: string, port?: number): boolean;
   /** Is this stream connection still open? */
@@ -184,15 +187,31 @@ export class SipRouter implements TransactionUser {
       if (isInvite) d.calls.rejected(record, 480);
       return tx.respond(this.#reply(req, 480));
     }
-    const targets = bindings.map((b) => targetOf(b, d.connectionAlive));
+    let targets = bindings.map((b) => targetOf(b, d.connectionAlive));
+    const media = isInvite ? d.media : undefined;
+    if (media !== undefined) {
+      targets = await media.planInvite(req, flow, targets.map((target, i) => ({ target, binding: bindings[i]! })));
+      // The caller may have cancelled while the media engine was asked (we answered 487).
+      if (tx.lastResponse !== undefined && tx.lastResponse.status >= 200) return void media.end(req.callId);
+      if (targets.length === 0) {
+        void media.end(req.callId);
+        d.calls.rejected(record, 503);
+        return tx.respond(this.#reply(req, 503, 'Media Bridge Unavailable'));
+      }
+    }
     if (isInvite) d.calls.start({ ...record, fromTag: req.fromTag ?? '' });
     d.proxy.forward({
       serverTx: tx, request: req, flow, targets, recordRoute: isInvite,
       ...(isInvite ? { noAnswerMs: d.noAnswerMs } : {}),
+      ...(media !== undefined ? { rewriteResponse: media.rewriteResponse } : {}),
       onOutcome: (o) => {
         if (!isInvite) return;
-        if (o.kind === 'answered') d.calls.answered(req.callId, o.target.label);
-        else d.calls.failed(req.callId, o.response.status, o);
+        if (o.kind === 'answered') {
+          d.calls.answered(req.callId, o.target.label, media?.answered(req.callId, o.target, o.response.toTag));
+        } else {
+          d.calls.failed(req.callId, o.response.status, o);
+          if (media !== undefined) void media.end(req.callId);
+        }
       },
     });
   }
@@ -216,10 +235,28 @@ export class SipRouter implements TransactionUser {
     }
     const dest = this.#dialogDestination(req, routed);
     if (dest === undefined) return tx.respond(this.#reply(req, 403, 'Route not recorded by this server'));
-    if (req.method === 'BYE') this.#d.calls.ended(req.callId, req.fromTag);
+    if (req.method === 'BYE') {
+      this.#d.calls.ended(req.callId, req.fromTag);
+      if (this.#d.media !== undefined) void this.#d.media.end(req.callId);
+    }
     stripOwnCredentials(req, this.#d.realm);
     const target: ProxyTarget = { uri: req.uri, destination: dest, label: req.uri };
-    this.#d.proxy.forward({ serverTx: tx, request: req, flow, targets: [target], recordRoute: false });
+    const media = this.#d.media;
+    if (media === undefined || (req.method !== 'INVITE' && req.method !== 'UPDATE')) {
+      this.#d.proxy.forward({ serverTx: tx, request: req, flow, targets: [target], recordRoute: false });
+      return;
+    }
+    // A re-INVITE / UPDATE with a new offer (hold, resume) in a call the engine relays.
+    media.inDialog(req).then(
+      (rewrite) => this.#d.proxy.forward({
+        serverTx: tx, request: req, flow, targets: [target], recordRoute: false,
+        ...(rewrite !== undefined ? { rewriteResponse: (res: SipResponse) => rewrite(res) } : {}),
+      }),
+      (e: unknown) => {
+        this.#d.log('error', `media engine re-offer for ${req.callId} failed`, e);
+        tx.respond(this.#reply(req, 500, 'Media Engine Failure'));
+      },
+    );
   }
 
   #dialogDestination(req: SipRequest, routed: NonNullable<ReturnType<typeof popOwnRoutes>>): Destination | undefined {

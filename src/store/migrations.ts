@@ -117,6 +117,14 @@ CREATE INDEX calls_caller ON calls (caller_user_id, started_at);
 CREATE INDEX calls_callee ON calls (callee_user_id, started_at);
 `,
   },
+  {
+    // How the call's audio went (issue: media engine): p2p (browser to browser), direct,
+    // relay (through the media engine for NAT), bridge (WebRTC <-> RTP). NULL: not answered
+    // or recorded before this column existed.
+    version: 3,
+    name: 'calls.media_mode',
+    sql: `ALTER TABLE calls ADD COLUMN media_mode TEXT CHECK (media_mode IN ('p2p', 'direct', 'relay', 'bridge'));`,
+  },
 ];
 
 /**

@@ -93,7 +93,7 @@ export class SqliteStore implements Store {
       deleteExpiredBindings: p('DELETE FROM bindings WHERE expires_at_ms <= ?'),
       loadBindings: p('SELECT * FROM bindings WHERE expires_at_ms > ? ORDER BY user_id, binding_key'),
       insertCall: p(`INSERT INTO calls (call_id, caller_user_id, caller_uri, callee_user_id, callee_uri, started_at, answered_at, ended_at,
-          disposition, final_status, answered_device, ended_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+          disposition, final_status, answered_device, ended_by, media_mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
       listCalls: p(`SELECT * FROM calls WHERE started_at < ? AND (? IS NULL OR caller_user_id = ? OR callee_user_id = ?)
         ORDER BY started_at DESC, id DESC LIMIT ?`),
       getSetting: p('SELECT value FROM kv WHERE key = ?'),
@@ -274,7 +274,7 @@ export class SqliteStore implements Store {
     let row: Row | undefined;
     try {
       row = this.#st('insertCall').get(call.callId, call.callerUserId, call.callerUri, call.calleeUserId, call.calleeUri,
-        call.startedAt, call.answeredAt, call.endedAt, call.disposition, call.finalStatus, call.answeredDevice, call.endedBy);
+        call.startedAt, call.answeredAt, call.endedAt, call.disposition, call.finalStatus, call.answeredDevice, call.endedBy, call.mediaMode);
     } catch (error) {
       throw storeError(error);
     }
@@ -381,6 +381,7 @@ function toCall(row: Row): CallRow {
     disposition: String(row['disposition']) as CallRow['disposition'],
     finalStatus: Number(row['final_status']),
     answeredDevice: str(row['answered_device']),
+    mediaMode: str(row['media_mode']) as NewCallRow['mediaMode'],
     endedBy: str(row['ended_by']),
   };
 }

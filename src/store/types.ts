@@ -123,6 +123,8 @@ export interface NewCallRow {
   readonly disposition: Disposition;
   readonly finalStatus: number;
   readonly answeredDevice: string | null;
+  /** p2p | direct | relay | bridge for answered calls; null otherwise. */
+  readonly mediaMode: 'p2p' | 'direct' | 'relay' | 'bridge' | null;
   readonly endedBy: string | null;
 }
 

@@ -33,7 +33,7 @@ let failed = false;
 interface StoredCall {
   callId: string; callerUserId: number | null; calleeUserId: number | null; callerUri: string; calleeUri: string;
   startedAt: number; answeredAt: number | null; endedAt: number | null; disposition: string; finalStatus: number;
-  endedBy: string | null;
+  endedBy: string | null; mediaMode: string | null;
 }
 
 before(async () => {
@@ -188,6 +188,8 @@ function assertAnswered(rec: StoredCall, what: string): void {
   const talk = (rec.endedAt ?? 0) - (rec.answeredAt ?? 0);
   assert.ok(talk >= TALK_MS - 500 && talk <= TALK_MS + 10_000, `talk time ${talk} ms, expected about ${TALK_MS} ms: ${msg}`);
   assert.equal(rec.endedBy, 'caller', msg);
+  // Two phones on the same host, both reachable where their SDP says: audio goes directly.
+  assert.equal(rec.mediaMode, 'direct', msg);
 }
 
 check('both baresip user agents register: A over UDP by SIP username, B over TCP by number', async (t) => {

@@ -17,7 +17,7 @@
 // Every baresip started here is killed by PID when the test file ends (node:test
 // `after`) and when the process exits; every wait is bounded.
 import { spawn, spawnSync } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -213,6 +213,26 @@ export interface BaresipUa {
   stop(): Promise<void>;
 }
 
+/**
+ * baresip listens on `sip_listen` for UDP and TCP and on the port above it for TLS (libre's
+ * default): all three must be free, or it exits with "Address already in use".
+ */
+async function freeBaresipPort(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const p = await freeSipPort();
+    if (p >= 65535) continue;
+    try {
+      const t = await new Promise<boolean>((resolve) => {
+        const srv = createServer();
+        srv.once('error', () => resolve(false));
+        srv.listen(p + 1, '127.0.0.1', () => srv.close(() => resolve(true)));
+      });
+      if (t) return p;
+    } catch { /* try another */ }
+  }
+  throw new Error('no port P with P+1 free for baresip after 20 tries');
+}
+
 function accountLine(a: BaresipAccount): string {
   const proxy = `sip:${a.proxy.host}:${a.proxy.port};transport=${a.transport}`;
   const params = [
@@ -282,7 +302,7 @@ export async function startBaresip(opts: BaresipOptions): Promise<BaresipUa> {
   const dir = mkdtempSync(join(tmpdir(), `careflow-baresip-${opts.name.replace(/[^A-Za-z0-9]/g, '')}-`));
   const recordDir = join(dir, 'rec');
   mkdirSync(recordDir);
-  const sipPort = await freeSipPort();
+  const sipPort = await freeBaresipPort();
   const ctrlPort = await freeTcpPort();
   const line = accountLine(opts.account);
   writeFileSync(join(dir, 'config'), configText({ sipPort, ctrlPort, toneWav: opts.toneWav, recordDir }));

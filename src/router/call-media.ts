@@ -1,0 +1,182 @@
+// Media for calls through the proxy: decides per branch whether the audio goes peer to peer,
+// directly, through a relay or through a bridge (src/media/engine.ts), and has the media
+// engine rewrite the SDP of the INVITE (offer, per branch), of the answering responses, and
+// of in-dialog re-INVITEs and UPDATEs. Every end of a call (BYE, CANCEL, failure, timeout,
+// shutdown) releases the engine's session through `end`. Kamailio's rtpengine_offer /
+// rtpengine_answer / rtpengine_delete, in one place.
+import type { ProxyTarget } from '../proxy/proxy.ts';
+import type { Binding } from '../registrar/location.ts';
+import { type Endpoint, endpointOf, type MediaEngine, type MediaMode, mediaMode } from '../media/engine.ts';
+import type { SipRequest, SipResponse } from '../sip/message.ts';
+import type { Flow } from '../sip/transport.ts';
+
+interface Leg {
+  readonly key: string;
+  readonly endpoint: Endpoint;
+  readonly mode: MediaMode;
+  /** The engine rewrote this branch's SDP. */
+  readonly engaged: boolean;
+  /** Where the device's packets really come from (NAT), for a plain RTP device. */
+  readonly source: string | undefined;
+}
+
+interface CallState {
+  readonly callerTag: string;
+  readonly caller: Endpoint;
+  readonly callerSource: string | undefined;
+  readonly legs: Map<ProxyTarget, Leg>;
+  answered: Leg | undefined;
+  calleeTag: string | undefined;
+}
+
+export interface PlannedTarget {
+  readonly target: ProxyTarget;
+  readonly binding: Binding;
+}
+
+export class CallMedia {
+  readonly #engine: MediaEngine | undefined;
+  readonly #log: (level: 'warn' | 'error', msg: string, err?: unknown) => void;
+  readonly #calls = new Map<string, CallState>();
+  #warnedNoEngine = false;
+
+  constructor(engine: MediaEngine | undefined, log: (level: 'warn' | 'error', msg: string, err?: unknown) => void) {
+    this.#engine = engine;
+    this.#log = log;
+  }
+
+  get active(): number {
+    return this.#calls.size;
+  }
+
+  /**
+   * The targets of an initial INVITE, each with the SDP its device must get. A branch that
+   * needs a bridge the engine could not set up is left out (the caller gets the best answer
+   * of the others, or 503 when none is left).
+   */
+  async planInvite(req: SipRequest, flow: Flow, planned: readonly PlannedTarget[]): Promise<ProxyTarget[]> {
+    const sdp = isSdp(req) ? req.body.toString('utf8') : undefined;
+    if (sdp === undefined) return planned.map((p) => p.target); // no offer (late offer): nothing to rewrite
+    const caller: Endpoint = flow.transport === 'ws' || flow.transport === 'wss' || endpointOf(sdp) === 'webrtc' ? 'webrtc' : 'rtp';
+    const callerNat = caller === 'rtp' && connectionAddress(sdp) !== flow.remoteAddress;
+    const callerSource = caller === 'rtp' ? flow.remoteAddress : undefined;
+    const state: CallState = { callerTag: req.fromTag ?? '', caller, callerSource, legs: new Map(), answered: undefined, calleeTag: undefined };
+    const out = await Promise.all(planned.map(async ({ target, binding }, i): Promise<ProxyTarget | undefined> => {
+      const endpoint: Endpoint = binding.flow.transport === 'ws' || binding.flow.transport === 'wss' ? 'webrtc' : 'rtp';
+      const calleeNat = endpoint === 'rtp' && contactHost(binding.contact) !== binding.flow.remoteAddress;
+      const mode = mediaMode(caller, endpoint, callerNat || calleeNat);
+      const key = `b${i}`;
+      const source = endpoint === 'rtp' ? binding.flow.remoteAddress : undefined;
+      if (mode === 'p2p' || mode === 'direct' || this.#engine === undefined) {
+        if (mode === 'bridge' && !this.#warnedNoEngine) {
+          this.#warnedNoEngine = true;
+          this.#log('warn', 'a browser calls a SIP phone (or back) but no media engine is configured: set CAREFLOW_RTPENGINE; the SDP is passed unchanged');
+        }
+        state.legs.set(target, { key, endpoint, mode: mode === 'relay' || mode === 'bridge' ? 'direct' : mode, engaged: false, source });
+        return target;
+      }
+      try {
+        const body = await this.#engine.offer({
+          callId: req.callId, fromTag: state.callerTag, branch: key, sdp, from: caller, to: endpoint,
+          ...(callerSource !== undefined ? { sourceAddress: callerSource } : {}),
+        });
+        const leg: Leg = { key, endpoint, mode, engaged: true, source };
+        const rewritten: ProxyTarget = { ...target, body };
+        state.legs.set(rewritten, leg);
+        return rewritten;
+      } catch (e) {
+        this.#log('error', `media engine offer for ${req.callId} (${mode}) failed`, e);
+        if (mode === 'bridge') return undefined; // browser and phone cannot hear each other without it
+        state.legs.set(target, { key, endpoint, mode: 'direct', engaged: false, source });
+        return target;
+      }
+    }));
+    this.#calls.set(req.callId, state);
+    return out.filter((t): t is ProxyTarget => t !== undefined);
+  }
+
+  /** The rewrite for the responses of an initial INVITE's branches (answer SDP). */
+  readonly rewriteResponse = async (res: SipResponse, target: ProxyTarget): Promise<void> => {
+    const state = this.#calls.get(res.callId);
+    const leg = state?.legs.get(target);
+    if (state === undefined || leg === undefined || !leg.engaged || this.#engine === undefined || !isSdp(res)) return;
+    const toTag = res.toTag ?? '';
+    res.body = Buffer.from(await this.#engine.answer({
+      callId: res.callId, fromTag: state.callerTag, toTag, branch: leg.key, sdp: res.body.toString('utf8'), from: leg.endpoint, to: state.caller,
+      ...(leg.source !== undefined ? { sourceAddress: leg.source } : {}),
+    }), 'utf8');
+  };
+
+  /** A branch answered: the call's media mode (for the call log). */
+  answered(callId: string, target: ProxyTarget, calleeTag: string | undefined): MediaMode | undefined {
+    const state = this.#calls.get(callId);
+    const leg = state?.legs.get(target);
+    if (state === undefined || leg === undefined) return undefined;
+    state.answered = leg;
+    state.calleeTag = calleeTag;
+    return leg.mode;
+  }
+
+  /**
+   * An in-dialog request with an SDP offer (re-INVITE for hold, UPDATE): rewritten for the
+   * side it goes to; returns the rewrite for its answer, or undefined when the engine is not
+   * in this call.
+   */
+  async inDialog(req: SipRequest): Promise<((res: SipResponse) => Promise<void>) | undefined> {
+    const state = this.#calls.get(req.callId);
+    const leg = state?.answered;
+    const engine = this.#engine;
+    if (state === undefined || leg === undefined || !leg.engaged || engine === undefined || !isSdp(req)) return undefined;
+    const fromCaller = req.fromTag === state.callerTag;
+    const sender = fromCaller ? state.caller : leg.endpoint;
+    const receiver = fromCaller ? leg.endpoint : state.caller;
+    const senderSource = fromCaller ? state.callerSource : leg.source;
+    const receiverSource = fromCaller ? leg.source : state.callerSource;
+    const fromTag = req.fromTag ?? '';
+    const toTag = req.toTag ?? '';
+    req.body = Buffer.from(await engine.offer({
+      callId: req.callId, fromTag, toTag, sdp: req.body.toString('utf8'), from: sender, to: receiver,
+      ...(senderSource !== undefined ? { sourceAddress: senderSource } : {}),
+    }), 'utf8');
+    return async (res) => {
+      if (res.status < 200 || res.status >= 300 || !isSdp(res)) return;
+      res.body = Buffer.from(await engine.answer({
+        callId: res.callId, fromTag, toTag, sdp: res.body.toString('utf8'), from: receiver, to: sender,
+        ...(receiverSource !== undefined ? { sourceAddress: receiverSource } : {}),
+      }), 'utf8');
+    };
+  }
+
+  /** The call is over (BYE, CANCEL, failure, timeout): release its media. Never throws. */
+  async end(callId: string): Promise<void> {
+    const state = this.#calls.get(callId);
+    if (state === undefined) return;
+    this.#calls.delete(callId);
+    const engaged = [...state.legs.values()].some((l) => l.engaged);
+    if (!engaged || this.#engine === undefined) return;
+    try {
+      await this.#engine.delete(callId);
+    } catch (e) {
+      this.#log('error', `media engine delete for ${callId} failed`, e);
+    }
+  }
+
+  /** Server shutdown: every call's media is released. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#calls.keys()].map((id) => this.end(id)));
+    await this.#engine?.close();
+  }
+}
+
+function isSdp(m: SipRequest | SipResponse): boolean {
+  return m.body.length > 0 && /^application\/sdp\b/i.test(m.get('content-type') ?? '');
+}
+
+/** The session- or first media-level c= address of an SDP. */
+function connectionAddress(sdp: string): string | undefined {
+  return /^c=IN IP[46] ([^\s/]+)/m.exec(sdp)?.[1];
+}
+
+function contactHost(contact: string): string | undefined {
+  return /^sips?:(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(contact)?.[1]?.replace(/^\[|\]$/g, '');
+}
