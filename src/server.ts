@@ -172,6 +172,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     log: (level, msg, err) => logger[level](msg, err),
   });
   layer.setUser(router);
+  // Relayed and bridged calls whose audio stopped are ended (the engine is asked every 10 s
+  // at most; a third of the timeout for short ones).
+  const mediaTimeoutMs = config.media.timeoutSeconds * 1000;
+  media.watch({ intervalMs: Math.min(10_000, Math.ceil(mediaTimeoutMs / 3)), timeoutMs: mediaTimeoutMs, onIdle: (id, dialog) => router.endIdleCall(id, dialog) });
 
   const accounts = new AccountService({ store, domain: realm, numbers: config.numbers });
   const presence = new PresenceHub(location, (m, e) => logger.error(m, e));

@@ -7,7 +7,8 @@ export type Disposition = 'answered' | 'busy' | 'no_answer' | 'cancelled' | 'fai
 export const DISPOSITIONS: readonly Disposition[] = ['answered', 'busy', 'no_answer', 'cancelled', 'failed', 'unavailable', 'declined'];
 
 /** Who hung up, when known. */
-export type EndedBy = 'caller' | 'callee' | 'server';
+/** `media_timeout`: the server ended the call because its audio stopped. */
+export type EndedBy = 'caller' | 'callee' | 'server' | 'media_timeout';
 
 /** A finished call as reported by the proxy / b2bua (times in ms since the epoch). */
 export interface CallRecord {

@@ -79,6 +79,8 @@ export interface Config {
     readonly rtpPorts: { readonly min: number; readonly max: number };
     /** RTPEngine ng control addresses, in failover order; empty: no RTPEngine. */
     readonly rtpengine: readonly HostPort[];
+    /** A relayed or bridged call whose audio stopped this long is ended (seconds). */
+    readonly timeoutSeconds: number;
   };
   /** The dynamic DNS updater (src/deploy/ddns.ts); undefined when off. */
   readonly ddns: DdnsConfig | undefined;
@@ -137,6 +139,7 @@ export const CONFIG_FIELDS = [
   { key: 'memoryMode', env: 'CAREFLOW_MEMORY_MODE', flag: '--memory-mode', help: 'auto|small|fast: small halves memory, fast is ~30% cheaper in CPU (default auto: small on hosts with <= 4 GiB RAM)' },
   { key: 'logLevel', env: 'CAREFLOW_LOG_LEVEL', flag: '--log-level', help: 'fatal|error|warn|info|debug|trace (default info)' },
   { key: 'nonceTtl', env: 'CAREFLOW_NONCE_TTL', flag: '--nonce-ttl', help: 'digest nonce lifetime, seconds (default 300)' },
+  { key: 'mediaTimeout', env: 'CAREFLOW_MEDIA_TIMEOUT', flag: '--media-timeout', help: 'end a relayed or bridged call after this many seconds without audio (default 60)' },
   { key: 'rtpengine', env: 'CAREFLOW_RTPENGINE', flag: '--rtpengine', help: 'RTPEngine ng control address(es), comma list like 127.0.0.1:2223 (default none)' },
   { key: 'rtpPorts', env: 'CAREFLOW_RTP_PORTS', flag: '--rtp-ports', help: 'UDP port range for RTP media, LOW-HIGH within 1024-65535 (default 10000-20000)' },
   { key: 'ddnsProvider', env: 'CAREFLOW_DDNS_PROVIDER', flag: '--ddns-provider', help: 'dynamic DNS updater: duckdns or none (default none)' },
@@ -175,6 +178,7 @@ export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' |
   nonceTtl: '300',
   rtpPorts: '10000-20000',
   rtpengine: '',
+  mediaTimeout: '60',
   ddnsIntervalSeconds: '300',
   duckdnsUrl: 'https://www.duckdns.org/update',
   ddnsIpUrl: 'https://api.ipify.org',
@@ -332,6 +336,7 @@ const configSchema = z
     logLevel: field<LogLevel>((t) => LOG_LEVELS.find((l) => l === t.toLowerCase()) ?? fail(`expected one of ${LOG_LEVELS.join(', ')}, got ${show(t)}`)),
     nonceTtl: int(10, 86_400, 'seconds'),
     rtpPorts: field(portRange),
+    mediaTimeout: int(5, 3600, 'seconds'),
     rtpengine: field((t) => {
       const out: HostPort[] = [];
       for (const part of t.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
@@ -411,7 +416,7 @@ export function validateConfig(
     auth: { algorithms: c.authAlgorithms, nonceTtlSeconds: c.nonceTtl },
     registrar: { minExpires: c.regMinExpires, maxExpires: c.regMaxExpires, defaultExpires: c.regDefaultExpires },
     proxy: { noAnswerSeconds: c.noAnswerSeconds },
-    media: { rtpPorts: c.rtpPorts, rtpengine: c.rtpengine },
+    media: { rtpPorts: c.rtpPorts, rtpengine: c.rtpengine, timeoutSeconds: c.mediaTimeout },
     ddns:
       c.ddnsProvider === 'duckdns' && c.duckdnsDomains !== undefined && c.duckdnsToken !== undefined
         ? {

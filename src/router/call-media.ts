@@ -5,10 +5,12 @@
 // shutdown) releases the engine's session through `end`. Kamailio's rtpengine_offer /
 // rtpengine_answer / rtpengine_delete, in one place.
 import type { ProxyTarget } from '../proxy/proxy.ts';
+import { parseNameAddr } from '../sip/headers.ts';
+import type { DialogInfo, DialogParty } from './dialog-end.ts';
 import type { Binding } from '../registrar/location.ts';
 import { type Endpoint, endpointOf, type MediaEngine, type MediaMode, mediaMode } from '../media/engine.ts';
 import type { SipRequest, SipResponse } from '../sip/message.ts';
-import type { Flow } from '../sip/transport.ts';
+import type { Destination, Flow } from '../sip/transport.ts';
 
 interface Leg {
   readonly key: string;
@@ -27,6 +29,20 @@ interface CallState {
   readonly legs: Map<ProxyTarget, Leg>;
   answered: Leg | undefined;
   calleeTag: string | undefined;
+  /** The two parties, for ending the call from the middle (media timeout). */
+  readonly callerParty: DialogParty | undefined;
+  calleeParty: DialogParty | undefined;
+  /** Handed to onIdle once; being ended. */
+  ending: boolean;
+}
+
+export interface MediaWatch {
+  /** How often the engine is asked (ms). */
+  readonly intervalMs: number;
+  /** A call whose engine saw no packet for this long is over (ms). */
+  readonly timeoutMs: number;
+  /** Ends the call (BYE both ways) and logs it; the media is released by `end` afterwards. */
+  readonly onIdle: (callId: string, dialog: DialogInfo | undefined) => void;
 }
 
 export interface PlannedTarget {
@@ -39,6 +55,7 @@ export class CallMedia {
   readonly #log: (level: 'warn' | 'error', msg: string, err?: unknown) => void;
   readonly #calls = new Map<string, CallState>();
   #warnedNoEngine = false;
+  #watch: NodeJS.Timeout | undefined;
 
   constructor(engine: MediaEngine | undefined, log: (level: 'warn' | 'error', msg: string, err?: unknown) => void) {
     this.#engine = engine;
@@ -60,7 +77,11 @@ export class CallMedia {
     const caller: Endpoint = flow.transport === 'ws' || flow.transport === 'wss' || endpointOf(sdp) === 'webrtc' ? 'webrtc' : 'rtp';
     const callerNat = caller === 'rtp' && connectionAddress(sdp) !== flow.remoteAddress;
     const callerSource = caller === 'rtp' ? flow.remoteAddress : undefined;
-    const state: CallState = { callerTag: req.fromTag ?? '', caller, callerSource, legs: new Map(), answered: undefined, calleeTag: undefined };
+    const state: CallState = {
+      callerTag: req.fromTag ?? '', caller, callerSource, legs: new Map(), answered: undefined, calleeTag: undefined,
+      callerParty: party(req.get('contact'), req.get('from'), flowDestination(flow), req.cseq.seq), calleeParty: undefined,
+      ending: false,
+    };
     const out = await Promise.all(planned.map(async ({ target, binding }, i): Promise<ProxyTarget | undefined> => {
       const endpoint: Endpoint = binding.flow.transport === 'ws' || binding.flow.transport === 'wss' ? 'webrtc' : 'rtp';
       const calleeNat = endpoint === 'rtp' && contactHost(binding.contact) !== binding.flow.remoteAddress;
@@ -108,13 +129,42 @@ export class CallMedia {
   };
 
   /** A branch answered: the call's media mode (for the call log). */
-  answered(callId: string, target: ProxyTarget, calleeTag: string | undefined): MediaMode | undefined {
+  answered(callId: string, target: ProxyTarget, res: SipResponse): MediaMode | undefined {
     const state = this.#calls.get(callId);
     const leg = state?.legs.get(target);
     if (state === undefined || leg === undefined) return undefined;
     state.answered = leg;
-    state.calleeTag = calleeTag;
+    state.calleeTag = res.toTag;
+    state.calleeParty = party(res.get('contact'), res.get('to'), target.destination, 0);
     return leg.mode;
+  }
+
+  /**
+   * Watches the calls the engine carries: one whose media stopped for `timeoutMs` (or that
+   * the engine no longer knows) is handed to `onIdle`.
+   */
+  watch(w: MediaWatch): void {
+    if (this.#engine === undefined || this.#watch !== undefined) return;
+    const engine = this.#engine;
+    let running = false;
+    this.#watch = setInterval(() => {
+      if (running) return; // a slow engine: skip a round rather than pile up queries
+      running = true;
+      const calls = [...this.#calls].filter(([, s]) => s.answered?.engaged === true && !s.ending);
+      void Promise.all(calls.map(async ([callId, s]) => {
+        try {
+          const stats = await engine.stats(callId);
+          if (stats !== undefined && (stats.idleMs ?? 0) < w.timeoutMs) return;
+        } catch (e) {
+          this.#log('warn', `media engine query for ${callId} failed`, e);
+          return; // the engine is unreachable: not the call's fault
+        }
+        if (!this.#calls.has(callId) || s.ending) return;
+        s.ending = true;
+        w.onIdle(callId, s.callerParty !== undefined && s.calleeParty !== undefined ? { callId, caller: s.callerParty, callee: s.calleeParty } : undefined);
+      })).finally(() => { running = false; });
+    }, w.intervalMs);
+    this.#watch.unref();
   }
 
   /**
@@ -128,6 +178,8 @@ export class CallMedia {
     const engine = this.#engine;
     if (state === undefined || leg === undefined || !leg.engaged || engine === undefined || !isSdp(req)) return undefined;
     const fromCaller = req.fromTag === state.callerTag;
+    const sending = fromCaller ? state.callerParty : state.calleeParty;
+    if (sending !== undefined) sending.cseq = Math.max(sending.cseq, req.cseq.seq);
     const sender = fromCaller ? state.caller : leg.endpoint;
     const receiver = fromCaller ? leg.endpoint : state.caller;
     const senderSource = fromCaller ? state.callerSource : leg.source;
@@ -163,9 +215,24 @@ export class CallMedia {
 
   /** Server shutdown: every call's media is released. */
   async close(): Promise<void> {
+    if (this.#watch !== undefined) clearInterval(this.#watch);
     await Promise.all([...this.#calls.keys()].map((id) => this.end(id)));
     await this.#engine?.close();
   }
+}
+
+function party(contact: string | undefined, self: string | undefined, destination: Destination, cseq: number): DialogParty | undefined {
+  if (contact === undefined || self === undefined) return undefined;
+  try {
+    return { target: parseNameAddr(contact).uriText, destination, self, cseq };
+  } catch {
+    return undefined;
+  }
+}
+
+function flowDestination(flow: Flow): Destination {
+  const d: Destination = { transport: flow.transport, address: flow.remoteAddress, port: flow.remotePort };
+  return flow.connectionId !== undefined ? { ...d, connectionId: flow.connectionId } : d;
 }
 
 function isSdp(m: SipRequest | SipResponse): boolean {

@@ -81,6 +81,13 @@ export class CallTracker {
     this.#finish(c, 'answered', 200, byeFromTag === c.fromTag ? 'caller' : 'callee');
   }
 
+  /** The server ended an answered call because its media stopped. */
+  mediaTimedOut(callId: string): void {
+    const c = this.#calls.get(callId);
+    if (c === undefined || c.answeredAt === undefined) return;
+    this.#finish(c, 'answered', 200, 'media_timeout');
+  }
+
   /** A call refused before any branch was tried (unknown number, nobody online...). */
   rejected(c: { callId: string; callerUserId?: number; callerUri: string; calleeUserId?: number; calleeUri: string }, status: number): void {
     const now = Date.now();

@@ -4,6 +4,7 @@
 import type { Binding } from '../registrar/location.ts';
 import { type CallerCredentials, authenticate } from './auth.ts';
 import type { CallMedia } from './call-media.ts';
+import { type DialogInfo, endDialog } from './dialog-end.ts';
 import type { CallTracker } from './call-tracker.ts';
 import { popOwnRoutes, type FlowTokens } from '../proxy/record-route.ts';
 import type { ProxyCore, ProxyTarget } from '../proxy/proxy.ts';
@@ -207,13 +208,26 @@ export class SipRouter implements TransactionUser {
       onOutcome: (o) => {
         if (!isInvite) return;
         if (o.kind === 'answered') {
-          d.calls.answered(req.callId, o.target.label, media?.answered(req.callId, o.target, o.response.toTag));
+          d.calls.answered(req.callId, o.target.label, media?.answered(req.callId, o.target, o.response));
         } else {
           d.calls.failed(req.callId, o.response.status, o);
           if (media !== undefined) void media.end(req.callId);
         }
       },
     });
+  }
+
+  /**
+   * A relayed or bridged call whose audio stopped: BYE to both sides (RFC 3326 Reason: Q.850
+   * 102, recovery on timer expiry), logged as ended by media_timeout, media released.
+   */
+  endIdleCall(callId: string, dialog: DialogInfo | undefined): void {
+    const d = this.#d;
+    d.log('warn', `call ${callId}: no audio for too long; ending it`);
+    d.calls.mediaTimedOut(callId);
+    const release = (): void => { if (d.media !== undefined) void d.media.end(callId); };
+    if (dialog === undefined) return release();
+    endDialog(dialog, d.layer, d.proxy, 'Q.850;cause=102;text="media timeout"').then(release, release);
   }
 
   /** §16.10: answer the CANCEL, then cancel the branches of the matching INVITE. */

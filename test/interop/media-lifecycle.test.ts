@@ -2,7 +2,9 @@
 // caller offering a browser's SDP — DTLS-SRTP with ICE — to a SIPp phone answering plain RTP),
 // then calls the callee refuses (486) and calls the caller cancels while ringing. After each
 // batch the engine (Debian's rtpengine, asked with the ng `list` command) and the server
-// (`mediaSessions` in /api/status) hold no session, and the call log has every call.
+// (`mediaSessions` in /api/status) hold no session, and the call log has every call. Last, a
+// bridged call whose audio never flows is ended by the server after CAREFLOW_MEDIA_TIMEOUT:
+// both SIPp parties get a BYE, and the call log says media_timeout.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +13,7 @@ import { test } from 'node:test';
 import { NgClient } from '../../src/media/ng-client.ts';
 import { startServer } from './harness.ts';
 import { startRtpEngine } from './rtpengine.ts';
-import { authInjection, requireSipp, runSipp, SCENARIOS, startDevice } from './sipp.ts';
+import { authInjection, requests, requireSipp, runSipp, SCENARIOS, settleCall, startDevice } from './sipp.ts';
 
 requireSipp();
 
@@ -98,5 +100,33 @@ test('refused (486) and cancelled bridged calls release their sessions too', asy
   const rows = await callsOf(ringing.id);
   assert.equal(rows.length, 20);
   assert.ok(rows.every((r) => r.disposition === 'cancelled'), JSON.stringify(rows.slice(0, 3)));
+});
+
+test('a bridged call without audio is ended after the media timeout: BYE to both sides, logged as media_timeout', async () => {
+  const quick = await startServer({ env: { CAREFLOW_RTPENGINE: `127.0.0.1:${rtpe.ngPort}`, CAREFLOW_MEDIA_TIMEOUT: '5' } });
+  const a = await quick.addUser('Silent Browser');
+  const b = await quick.addUser('Silent Phone');
+  const device = await startDevice({ server: quick, login: b, scenario: 'uas_answer.xml', timeoutMs: 30_000 });
+  const t0 = Date.now();
+  const uac = await runSipp({
+    scenario: webrtcScenario('call_uac_callee_bye.xml'), target: `127.0.0.1:${quick.sipPort}`, timeoutMs: 30_000,
+    injection: authInjection([a]), args: ['-s', b.number, '-key', 'domain', quick.domain],
+  });
+  const elapsed = Date.now() - t0;
+  assert.ok(uac.passed, `the caller did not get its BYE: ${uac.describe()}\n${quick.logs().slice(-3000)}`);
+  const [dev] = await settleCall(uac, [device], () => quick.logs());
+  assert.ok(dev !== undefined && requests(dev, 'BYE').length === 1, 'the phone got its BYE');
+  const bye = requests(dev!, 'BYE')[0]!;
+  assert.match(bye.header('Reason') ?? '', /Q\.850;cause=102/, bye.text);
+  assert.ok(elapsed >= 5000 && elapsed < 20_000, `ended after ${elapsed} ms (timeout 5 s)`);
+  const rows = await quick.apiJson<{ calls: Array<{ disposition: string; endedBy: string; mediaMode: string }> }>(`/api/calls?userId=${a.id}`);
+  assert.deepEqual([rows.calls[0]?.disposition, rows.calls[0]?.endedBy, rows.calls[0]?.mediaMode], ['answered', 'media_timeout', 'bridge']);
+  const end = Date.now() + 5000;
+  for (;;) {
+    const list = await ng.request('list', { limit: 100 });
+    if (Array.isArray(list['calls']) && list['calls'].length === 0) break;
+    if (Date.now() > end) assert.fail('the engine session of the timed-out call is left');
+    await new Promise((r) => setTimeout(r, 200));
+  }
   ng.close();
 });
