@@ -2,7 +2,8 @@
 // transactions, registrar + location (with write-behind persistence), proxy, call log, HTTP.
 import { createHmac } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { AcmeManager } from './deploy/acme.ts';
 import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { AccountService } from './accounts/account-service.ts';
@@ -71,12 +72,26 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const derive = (label: string): Buffer => createHmac('sha256', secret).update(label).digest();
   const realm = config.domain;
 
+  // TLS (SIP over TLS, HTTPS, WSS): certificate files, or a certificate from an ACME CA —
+  // obtained before the TLS listeners start when there is none yet, renewed in place.
+  const acme = config.acme !== undefined
+    ? new AcmeManager({
+      domain: config.domain, email: config.acme.email, directoryUrl: config.acme.directoryUrl, dataDir: config.dataDir,
+      http: config.acme.httpListen, httpsPort: config.http.tlsListen.port, renewDays: config.acme.renewDays,
+      checkSeconds: config.acme.checkSeconds, log: (level, msg, err) => logger[level](msg, err),
+    })
+    : undefined;
+  let tlsPair: { cert: string | Buffer; key: string | Buffer } | undefined =
+    config.sip.tls !== undefined ? { cert: readFileSync(config.sip.tls.cert), key: readFileSync(config.sip.tls.key) } : undefined;
+  if (acme !== undefined) {
+    await acme.start();
+    tlsPair = await acme.ensure();
+  }
+
   const transports = new TransportLayer({
     udp: config.sip.listen,
     tcp: config.sip.listen,
-    ...(config.sip.tls !== undefined
-      ? { tls: { ...config.sip.tlsListen, cert: readFileSync(config.sip.tls.cert), key: readFileSync(config.sip.tls.key) } }
-      : {}),
+    ...(tlsPair !== undefined ? { tls: { ...config.sip.tlsListen, ...tlsPair } } : {}),
     forceRport: config.sip.forceRport,
     log: (level, msg, err) => logger[level](msg, err),
     // RFC 5626 §5.3: an outbound (reg-id) binding lives as long as its connection. A
@@ -94,8 +109,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   };
   const http: HttpServer = createHttpServer(serveHttp);
   const httpPort = await listenHttp(http, config.http.listen);
-  const https: HttpServer | undefined =
-    config.sip.tls !== undefined ? createHttpsServer({ cert: readFileSync(config.sip.tls.cert), key: readFileSync(config.sip.tls.key) }, serveHttp) : undefined;
+  let https: HttpsServer | undefined = tlsPair !== undefined ? createHttpsServer(tlsPair, serveHttp) : undefined;
   const httpsPort = https !== undefined ? await listenHttp(https, config.http.tlsListen) : undefined;
   const layer = new TransactionLayer({ sender: transports, onError: (e) => logger.error('transaction user failed', e) });
   transports.setHandler(layer);
@@ -187,6 +201,29 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const websockets = new SipWebSocketEndpoint({ transports, log: (m, e) => logger.warn(m, e) });
   websockets.attach(http, 'ws');
   if (https !== undefined) websockets.attach(https, 'wss');
+  // A renewed certificate replaces the old one in place; a first one (the CA was unreachable
+  // at start) starts the TLS listeners.
+  acme?.onCertificate((pair) => {
+    if (https !== undefined) {
+      https.setSecureContext(pair);
+      transports.setTlsCertificate(pair.cert, pair.key);
+      return;
+    }
+    void (async () => {
+      await transports.listenTls({ ...config.sip.tlsListen, ...pair });
+      const server = createHttpsServer(pair, serveHttp);
+      const port = await listenHttp(server, config.http.tlsListen);
+      https = server;
+      websockets.attach(server, 'wss');
+      if (transports.bound.tls !== undefined) {
+        interfaces['tls'] = { transport: 'tls', host, port: transports.bound.tls.port };
+        ports.add(transports.bound.tls.port);
+      }
+      interfaces['wss'] = { transport: 'wss', host, port };
+      ports.add(port);
+      logger.info(`careflow: TLS listeners started: sip tls :${transports.bound.tls?.port ?? '?'} https :${port}`);
+    })().catch((e: unknown) => logger.error('starting the TLS listeners failed', e));
+  });
   handler = createHttpApi({
     store, accounts, callLog, adminToken: secrets.adminToken, site,
     phone: {
@@ -219,6 +256,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await ddns?.stop();
+      await acme?.close();
       websockets.close();
       presence.close();
       for (const server of https !== undefined ? [http, https] : [http]) {

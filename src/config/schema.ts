@@ -82,11 +82,22 @@ export interface Config {
     /** A relayed or bridged call whose audio stopped this long is ended (seconds). */
     readonly timeoutSeconds: number;
   };
+  /** Certificates from an ACME CA (src/deploy/acme.ts); undefined when off. */
+  readonly acme: AcmeConfig | undefined;
   /** The dynamic DNS updater (src/deploy/ddns.ts); undefined when off. */
   readonly ddns: DdnsConfig | undefined;
   readonly logLevel: LogLevel;
   /** V8 heap policy: small (keep RSS near the live data), fast (throughput), auto (small on hosts with <= 4 GiB). */
   readonly memoryMode: 'auto' | 'small' | 'fast';
+}
+
+export interface AcmeConfig {
+  readonly email: string | undefined;
+  readonly directoryUrl: string;
+  /** The HTTP-01 challenge listener (port 80 on the internet). */
+  readonly httpListen: HostPort;
+  readonly renewDays: number;
+  readonly checkSeconds: number;
 }
 
 export type DdnsProviderName = 'duckdns';
@@ -141,6 +152,12 @@ export const CONFIG_FIELDS = [
   { key: 'nonceTtl', env: 'CAREFLOW_NONCE_TTL', flag: '--nonce-ttl', help: 'digest nonce lifetime, seconds (default 300)' },
   { key: 'mediaTimeout', env: 'CAREFLOW_MEDIA_TIMEOUT', flag: '--media-timeout', help: 'end a relayed or bridged call after this many seconds without audio (default 60)' },
   { key: 'rtpengine', env: 'CAREFLOW_RTPENGINE', flag: '--rtpengine', help: 'RTPEngine ng control address(es), comma list like 127.0.0.1:2223 (default none)' },
+  { key: 'acme', env: 'CAREFLOW_ACME', flag: '--acme', help: "on|off: get the TLS certificate for the domain from Let's Encrypt (ACME HTTP-01 on port 80) and renew it (default off)" },
+  { key: 'acmeEmail', env: 'CAREFLOW_ACME_EMAIL', flag: '--acme-email', help: 'contact address for the ACME account (expiry notices), optional' },
+  { key: 'acmeDirectory', env: 'CAREFLOW_ACME_DIRECTORY', flag: '--acme-directory', help: "ACME directory URL (default Let's Encrypt production)" },
+  { key: 'acmeHttpListen', env: 'CAREFLOW_ACME_HTTP_LISTEN', flag: '--acme-http-listen', help: 'host:port answering HTTP-01 challenges (default 0.0.0.0:80)' },
+  { key: 'acmeRenewDays', env: 'CAREFLOW_ACME_RENEW_DAYS', flag: '--acme-renew-days', help: 'renew when the certificate expires within this many days (default 30)' },
+  { key: 'acmeCheckSeconds', env: 'CAREFLOW_ACME_CHECK_SECONDS', flag: '--acme-check-seconds', help: 'how often the certificate is checked for renewal, seconds (default 43200)' },
   { key: 'rtpPorts', env: 'CAREFLOW_RTP_PORTS', flag: '--rtp-ports', help: 'UDP port range for RTP media, LOW-HIGH within 1024-65535 (default 10000-20000)' },
   { key: 'ddnsProvider', env: 'CAREFLOW_DDNS_PROVIDER', flag: '--ddns-provider', help: 'dynamic DNS updater: duckdns or none (default none)' },
   { key: 'duckdnsDomains', env: 'CAREFLOW_DUCKDNS_DOMAINS', flag: '--duckdns-domains', help: 'DuckDNS subdomains to point here, comma list like careflow-home (for careflow-home.duckdns.org)' },
@@ -152,7 +169,7 @@ export const CONFIG_FIELDS = [
 
 export type ConfigKey = (typeof CONFIG_FIELDS)[number]['key'];
 
-export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey' | 'sipAdvertise' | 'turnSecret' | 'ddnsProvider' | 'duckdnsDomains' | 'duckdnsToken'>, string>> = {
+export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' | 'tlsKey' | 'sipAdvertise' | 'turnSecret' | 'ddnsProvider' | 'duckdnsDomains' | 'duckdnsToken' | 'acmeEmail'>, string>> = {
   dataDir: './data',
   sipListen: '0.0.0.0:5060',
   sipTlsListen: '0.0.0.0:5061',
@@ -177,6 +194,11 @@ export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' |
   memoryMode: 'auto',
   nonceTtl: '300',
   rtpPorts: '10000-20000',
+  acme: 'off',
+  acmeDirectory: 'https://acme-v02.api.letsencrypt.org/directory',
+  acmeHttpListen: '0.0.0.0:80',
+  acmeRenewDays: '30',
+  acmeCheckSeconds: '43200',
   rtpengine: '',
   mediaTimeout: '60',
   ddnsIntervalSeconds: '300',
@@ -336,6 +358,12 @@ const configSchema = z
     logLevel: field<LogLevel>((t) => LOG_LEVELS.find((l) => l === t.toLowerCase()) ?? fail(`expected one of ${LOG_LEVELS.join(', ')}, got ${show(t)}`)),
     nonceTtl: int(10, 86_400, 'seconds'),
     rtpPorts: field(portRange),
+    acme: field((t) => (/^(on|true|yes|1)$/i.test(t) ? true : /^(off|false|no|0)$/i.test(t) ? false : fail(`expected on or off, got ${show(t)}`))),
+    acmeEmail: field((t) => (/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(t) ? t : fail(`expected an e-mail address like admin@example.org, got ${show(t)}`))).optional(),
+    acmeDirectory: field((t) => (/^https:\/\/\S+$/.test(t) ? t : fail(`expected an https:// ACME directory URL like https://acme-v02.api.letsencrypt.org/directory, got ${show(t)}`))),
+    acmeHttpListen: field((t) => parseHostPort(t, '0.0.0.0:80')),
+    acmeRenewDays: int(1, 36_500, 'days'),
+    acmeCheckSeconds: int(2, 604_800, 'seconds'),
     mediaTimeout: int(5, 3600, 'seconds'),
     rtpengine: field((t) => {
       const out: HostPort[] = [];
@@ -355,6 +383,12 @@ const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.acme && isIP(c.domain) !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['acme'], message: `ACME certificates are for DNS names; set CAREFLOW_DOMAIN to the server's name (e.g. care.example.org), not the address ${c.domain}` });
+    }
+    if (c.acme && (c.tlsCert !== undefined || c.tlsKey !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['acme'], message: 'use either ACME or certificate files (CAREFLOW_TLS_CERT/KEY), not both' });
+    }
     if (c.regMinExpires > c.regMaxExpires) {
       ctx.addIssue({ code: 'custom', path: ['regMinExpires'], message: `must not exceed the maximum (${c.regMaxExpires}); lower it or raise the maximum` });
     }
@@ -417,6 +451,9 @@ export function validateConfig(
     registrar: { minExpires: c.regMinExpires, maxExpires: c.regMaxExpires, defaultExpires: c.regDefaultExpires },
     proxy: { noAnswerSeconds: c.noAnswerSeconds },
     media: { rtpPorts: c.rtpPorts, rtpengine: c.rtpengine, timeoutSeconds: c.mediaTimeout },
+    acme: c.acme
+      ? { email: c.acmeEmail, directoryUrl: c.acmeDirectory, httpListen: c.acmeHttpListen, renewDays: c.acmeRenewDays, checkSeconds: c.acmeCheckSeconds }
+      : undefined,
     ddns:
       c.ddnsProvider === 'duckdns' && c.duckdnsDomains !== undefined && c.duckdnsToken !== undefined
         ? {

@@ -81,6 +81,7 @@ export class TransportLayer implements MessageSender {
   #udp4: dgram.Socket | undefined;
   #udp6: dgram.Socket | undefined;
   readonly #servers: net.Server[] = [];
+  #tls: tls.Server | undefined;
   readonly #connections = new Map<number, Connection>();
   readonly #byRemote = new Map<string, number>();
   #nextConnId = 1;
@@ -125,12 +126,22 @@ export class TransportLayer implements MessageSender {
       this.bound.tcp = await listenServer(server, tcp);
       this.#servers.push(server);
     }
-    if (tlsOpts !== undefined) {
-      const server = tls.createServer({ cert: tlsOpts.cert, key: tlsOpts.key }, (s) => this.#accept(s, 'tls'));
-      server.maxConnections = this.#opts.maxConnections ?? 10_000;
-      this.bound.tls = await listenServer(server, tlsOpts);
-      this.#servers.push(server);
-    }
+    if (tlsOpts !== undefined) await this.listenTls(tlsOpts);
+  }
+
+  /** Starts the TLS listener (at start, or later when a certificate has been obtained). */
+  async listenTls(o: ListenOptions & { readonly cert: Buffer | string; readonly key: Buffer | string }): Promise<void> {
+    if (this.#tls !== undefined) return;
+    const server = tls.createServer({ cert: o.cert, key: o.key }, (s) => this.#accept(s, 'tls'));
+    server.maxConnections = this.#opts.maxConnections ?? 10_000;
+    this.bound.tls = await listenServer(server, o);
+    this.#tls = server;
+    this.#servers.push(server);
+  }
+
+  /** A renewed certificate: new connections use it, open ones keep theirs. */
+  setTlsCertificate(cert: Buffer | string, key: Buffer | string): void {
+    this.#tls?.setSecureContext({ cert, key });
   }
 
   #log(level: 'debug' | 'warn' | 'error', msg: string, err?: unknown): void {

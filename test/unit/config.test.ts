@@ -147,3 +147,28 @@ describe('ensureDataDir', () => {
     assert.match(configError(() => ensureDataDir({ dataDir })).message, /secrets\.json is damaged/);
   });
 });
+
+describe('ACME and media settings', () => {
+  const load = (env: Record<string, string>) => loadConfig({ argv: ['--data-dir', tmp()], env, interfaces: noInterfaces });
+
+  it('ACME is off by default; on, it needs a DNS name and no certificate files', () => {
+    assert.equal(load({}).acme, undefined);
+    const c = load({ CAREFLOW_ACME: 'on', CAREFLOW_DOMAIN: 'care.example.org', CAREFLOW_ACME_EMAIL: 'admin@example.org' });
+    assert.deepEqual(c.acme, {
+      email: 'admin@example.org', directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory',
+      httpListen: { host: '0.0.0.0', port: 80 }, renewDays: 30, checkSeconds: 43_200,
+    });
+    assert.match(configError(() => load({ CAREFLOW_ACME: 'on', CAREFLOW_DOMAIN: '192.0.2.10' })).message, /DNS names/);
+    assert.match(configError(() => load({ CAREFLOW_ACME: 'maybe' })).message, /CAREFLOW_ACME.*on or off/);
+    assert.match(configError(() => load({ CAREFLOW_ACME: 'on', CAREFLOW_DOMAIN: 'a.example.org', CAREFLOW_ACME_DIRECTORY: 'http://insecure' })).message, /https:\/\//);
+  });
+
+  it('RTPEngine addresses and the media timeout', () => {
+    const c = load({ CAREFLOW_RTPENGINE: '127.0.0.1:2223, [::1]:2224', CAREFLOW_MEDIA_TIMEOUT: '30' });
+    assert.deepEqual(c.media.rtpengine, [{ host: '127.0.0.1', port: 2223 }, { host: '::1', port: 2224 }]);
+    assert.equal(c.media.timeoutSeconds, 30);
+    assert.deepEqual(load({}).media.rtpengine, []);
+    assert.match(configError(() => load({ CAREFLOW_RTPENGINE: 'rtpengine' })).message, /CAREFLOW_RTPENGINE/);
+    assert.match(configError(() => load({ CAREFLOW_MEDIA_TIMEOUT: '1' })).message, /CAREFLOW_MEDIA_TIMEOUT/);
+  });
+});
