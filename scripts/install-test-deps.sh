@@ -15,13 +15,14 @@
 #   chromium     the web phone in a real browser, driven by playwright-core (test/interop/webphone*.test.ts)
 #   coturn       TURN server with REST-API credentials (test/interop/coturn*.test.ts)
 #   rtpengine-daemon  the RTPEngine media relay/bridge, driven over the ng protocol (test/interop/rtpengine*.test.ts)
+#   kamailio     syntax check of the scale-out edge config (test/unit/deploy-compose.test.ts)
 #   pebble       Let's Encrypt's ACME test server (+ pebble-challtestsrv as its DNS) (test/interop/acme.test.ts)
 #   fonts-dejavu-core  a font for Chromium's screenshots of the web phone
 #   nftables, ufw      `careflow firewall --apply` for real, inside private network namespaces
 #                      (test/interop/firewall.test.ts); ufw stays inactive on the host
 set -euo pipefail
 
-packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble fonts-dejavu-core nftables ufw})
+packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble kamailio fonts-dejavu-core nftables ufw})
 # Node: the project pins Node 24 through the npm package `node@24` (node_modules/.bin/node);
 # Debian's nodejs/npm are only the bootstrap that runs `npm ci`, so they are installed
 # only when there is no npm at all.

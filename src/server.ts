@@ -4,6 +4,7 @@ import { createHmac } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { AcmeManager } from './deploy/acme.ts';
+import { advertisedHost } from './config/advertise.ts';
 import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { AccountService } from './accounts/account-service.ts';
@@ -48,14 +49,6 @@ function localAddresses(): Set<string> {
   const out = new Set<string>(['127.0.0.1', '::1', 'localhost']);
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.add(a.address.toLowerCase());
   return out;
-}
-
-function advertisedHost(config: Config): string {
-  if (config.sip.advertise !== undefined) return config.sip.advertise;
-  const h = config.sip.listen.host;
-  if (h !== '0.0.0.0' && h !== '::') return h;
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  return '127.0.0.1';
 }
 
 /** The API logs pino-style `(fields, message)`; fields other than `err` (method, path) go in the line. */

@@ -67,6 +67,7 @@ Commands:
                              manage users (careflow user --help)
   calls                      show the call log
   firewall [--apply]         print or apply firewall rules for the configured ports
+  doctor                     check the deployment and explain how to fix what is wrong
 
 Run careflow COMMAND --help for a command's flags.
 
@@ -108,6 +109,22 @@ do not lock yourself out. Everything else arriving is dropped.
                          active, else nftables
   --ssh-port N           the SSH port kept open (default 22)
   --json                 the rules, the ruleset or commands, as JSON
+
+${CONFIG_HELP}`,
+  doctor: `Usage: careflow doctor [--json] [--public-ip ADDR] [--timeout-ms N] [--time-url URL] [config flags]
+
+Checks everything that breaks a deployment and says how to fix each problem: Node.js
+version, data directory and free disk; the ports (answering when careflow runs, free to
+bind when it does not); the advertised address against the interfaces and the public
+address; the domain's DNS record; the TLS certificate (key, names, expiry); the clock; the
+RTP range and RTPEngine; the TURN servers and their secret.
+Exit code 0 when no check failed (warnings allowed), 1 when one did.
+
+  --public-ip ADDR       this server's public address (else asked of the first STUN server
+                         in --stun-urls; else not checked)
+  --timeout-ms N         how long each network check waits (default 2000)
+  --time-url URL         compare the clock with this web server's Date header
+  --json                 {ok, counts, checks: [{id, group, status, message, fix?}]}
 
 ${CONFIG_HELP}`,
   calls: `Usage: careflow calls [--limit N] [--user ID] [--json]

@@ -1,6 +1,6 @@
 /**
- * The `careflow` command: dispatches to `serve` (src/cli/serve.ts), `user ...`, `calls` and
- * `firewall` (src/cli/firewall.ts).
+ * The `careflow` command: dispatches to `serve` (src/cli/serve.ts), `user ...`, `calls`,
+ * `firewall` (src/cli/firewall.ts) and `doctor` (src/cli/doctor.ts).
  * Exit codes: 0 ok, 1 runtime error, 2 usage or config error (the message names the flag
  * or field). Config flags are accepted by every command.
  */
@@ -14,6 +14,7 @@ import type { Config } from '../config/schema.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { HELP, parseCommand } from './args.ts';
 import { runCallsCommand, runUserCommand } from './commands.ts';
+import { runDoctorCommand } from './doctor.ts';
 import { runFirewallCommand } from './firewall.ts';
 import type { Output } from './commands.ts';
 
@@ -37,8 +38,8 @@ export async function runCli(argv: readonly string[], env: Env, io: CliIo): Prom
       io.out(HELP['main'] ?? '');
       return command === undefined ? 2 : 0;
     }
-    if (command !== 'serve' && command !== 'user' && command !== 'calls' && command !== 'firewall') {
-      throw new CareflowError('USAGE', `unknown command ${JSON.stringify(command)}; commands are serve, user, calls, firewall (see careflow --help)`, command);
+    if (command !== 'serve' && command !== 'user' && command !== 'calls' && command !== 'firewall' && command !== 'doctor') {
+      throw new CareflowError('USAGE', `unknown command ${JSON.stringify(command)}; commands are serve, user, calls, firewall, doctor (see careflow --help)`, command);
     }
     const sub = command === 'user' ? args[0] : undefined;
     if (wantsHelp) {
@@ -57,6 +58,7 @@ export async function runCli(argv: readonly string[], env: Env, io: CliIo): Prom
       await serve.runServe(config);
       return 0;
     }
+    if (command === 'doctor') return await runDoctorCommand(args, config, io);
     if (command === 'firewall') {
       await runFirewallCommand(args, config, io);
       return 0;

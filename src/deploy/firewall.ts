@@ -63,10 +63,13 @@ export function firewallPlan(config: Config, options: { readonly sshPort?: numbe
   }
   add('tcp', ssh, ssh, SSH_PURPOSE);
   listener('sipListen', config.sip.listen, ['udp', 'tcp'], 'SIP (sipListen)');
-  if (config.sip.tls !== undefined) listener('sipTlsListen', config.sip.tlsListen, ['tcp'], 'SIP over TLS (sipTlsListen)');
+  // TLS comes from certificate files or from ACME (which also needs its HTTP-01 port).
+  const tls = config.sip.tls !== undefined || config.acme !== undefined;
+  if (tls) listener('sipTlsListen', config.sip.tlsListen, ['tcp'], 'SIP over TLS (sipTlsListen)');
   else notes.push('SIP over TLS and HTTPS/WSS are off (no TLS certificate): their ports are not opened');
   listener('httpListen', config.http.listen, ['tcp'], 'HTTP: web phone, API, SIP over WebSocket (httpListen)');
-  if (config.sip.tls !== undefined) listener('httpsListen', config.http.tlsListen, ['tcp'], 'HTTPS and WSS (httpsListen)');
+  if (tls) listener('httpsListen', config.http.tlsListen, ['tcp'], 'HTTPS and WSS (httpsListen)');
+  if (config.acme !== undefined) listener('acmeHttpListen', config.acme.httpListen, ['tcp'], 'ACME HTTP-01 challenges (acmeHttpListen)');
   const rtp = config.media.rtpPorts;
   add('udp', rtp.min, rtp.max, 'RTP media (rtpPorts)');
   return { rules, notes };

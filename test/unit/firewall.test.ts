@@ -37,6 +37,11 @@ describe('firewall plan', () => {
     assert.deepEqual(plan.notes, []);
   });
 
+  it('with ACME: SIP TLS, HTTPS and the HTTP-01 challenge port', () => {
+    const plan = firewallPlan(config('--acme', 'on'));
+    assert.deepEqual(ports(plan), ['22/tcp', '5060/udp', '5060/tcp', '5061/tcp', '8080/tcp', '8443/tcp', '80/tcp', '10000-20000/udp']);
+  });
+
   it('leaves loopback-only listeners closed, merges duplicates, refuses port 0', () => {
     const plan = firewallPlan(config('--http-listen', '127.0.0.1:8080', '--sip-listen', '0.0.0.0:22'));
     assert.deepEqual(ports(plan), ['22/tcp', '22/udp', '10000-20000/udp']);
