@@ -58,7 +58,7 @@ async function engineSessions(): Promise<number> {
   return Array.isArray(list['calls']) ? list['calls'].length : -1;
 }
 
-test('the web phone calls a baresip phone: bridged by RTPEngine, audio both ways', async () => {
+test('the web phone calls a baresip phone: bridged by RTPEngine, audio both ways, keypad digits reach the phone', async () => {
   const before = phone.received();
   const from = phone.events.length;
   await dial(browser, desk.number);
@@ -68,6 +68,13 @@ test('the web phone calls a baresip phone: bridged by RTPEngine, audio both ways
   assert.equal(s.selectedPair?.remoteAddress, '127.0.0.1', 'ICE with RTPEngine');
   assert.ok(s.selectedPair!.remotePort >= rtpe.minPort && s.selectedPair!.remotePort <= rtpe.maxPort, `media goes through RTPEngine: ${JSON.stringify(s.selectedPair)}`);
   await new Promise((r) => setTimeout(r, 3000)); // talk
+  // The keypad: RFC 4733 telephone-events from Chromium, through RTPEngine, decoded by baresip.
+  const dtmfFrom = phone.events.length;
+  await browser.page.locator('#keypad').click();
+  await browser.page.locator('#dtmf [data-digit="5"]').click();
+  const dtmf = await phone.waitEvent('CALL_DTMF_START', (e) => e.type === 'CALL_DTMF_START', 10_000, dtmfFrom)
+    .catch((e: Error) => assert.fail(`${e.message}\n${context()}`));
+  assert.equal(dtmf.param, '5', JSON.stringify(dtmf.raw));
   await browser.page.locator('#hangup').click();
   await phone.waitEvent('CALL_CLOSED', (e) => e.type === 'CALL_CLOSED', 10_000, from);
   await new Promise((r) => setTimeout(r, 300)); // sndfile closes its dump

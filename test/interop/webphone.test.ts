@@ -118,6 +118,47 @@ test('B calls A by number on the dial pad, A answers, A (the callee) hangs up', 
   assert.deepEqual([row.disposition, row.endedBy, row.callerUserId], ['answered', 'callee', Number(bob.id)]);
 });
 
+test('in a call: mute silences A for B, hold stops B\'s audio to A, resume brings it back', async () => {
+  await callFromDirectory(a, bob.number);
+  await expectVisible(b, '#incoming', 15_000);
+  await b.page.locator('#answer').click();
+  await expectState(a, '#call-state', 'confirmed', 15_000);
+  await waitForStats(b.page, (s) => s.inboundPackets > 50 && s.totalAudioEnergy > 0, 15_000, 'bob hears alice');
+  const energyGain = async (p: Phone, ms: number): Promise<number> => {
+    const e0 = (await audioStats(p.page)).totalAudioEnergy;
+    await new Promise((r) => setTimeout(r, ms));
+    return (await audioStats(p.page)).totalAudioEnergy - e0;
+  };
+  const packetGain = async (p: Phone, ms: number): Promise<number> => {
+    const n0 = (await audioStats(p.page)).inboundPackets;
+    await new Promise((r) => setTimeout(r, ms));
+    return (await audioStats(p.page)).inboundPackets - n0;
+  };
+  const speaking = await energyGain(b, 1000);
+  assert.ok(speaking > 0, 'B hears A before mute');
+  await a.page.locator('#mute').click();
+  await expectState(a, '#mute', 'true', 5000, 'aria-pressed');
+  await new Promise((r) => setTimeout(r, 300)); // what was in flight plays out
+  const muted = await energyGain(b, 1000);
+  assert.ok(muted < speaking / 20, `muted: B's audio energy grew ${muted} in 1 s (was ${speaking})`);
+  await a.page.locator('#mute').click();
+  await expectState(a, '#mute', 'false', 5000, 'aria-pressed');
+  // Hold (re-INVITE a=sendonly through the proxy): B stops sending to A.
+  await a.page.locator('#hold').click();
+  await expectState(a, '#call-state', 'held', 10_000);
+  await new Promise((r) => setTimeout(r, 300));
+  const held = await packetGain(a, 1000);
+  assert.ok(held < 10, `on hold A still received ${held} packets in 1 s`);
+  await a.page.locator('#hold').click();
+  await expectState(a, '#call-state', 'confirmed', 10_000);
+  await waitForStats(a.page, (s) => s.inboundPackets > 0, 5000);
+  const resumed = await packetGain(a, 1000);
+  assert.ok(resumed > 30, `after resume A received only ${resumed} packets in 1 s`);
+  await a.page.locator('#hangup').click();
+  await expectNotice(b, 'ended');
+  await lastCall(alice, ++calls);
+});
+
 test('B declines: A sees "declined"; the call log says declined (603)', async () => {
   await callFromDirectory(a, bob.number);
   await expectVisible(b, '#incoming', 15_000);
@@ -142,10 +183,10 @@ test('call history shows the calls from the call log, newest first', async () =>
   let got: string[] = [];
   while (Date.now() < end) {
     got = await a.page.locator('#history li').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-direction')}:${e.getAttribute('data-disposition')}`));
-    if (got.length >= 4) break;
+    if (got.length >= 5) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  assert.deepEqual(got.slice(0, 4), ['out:unavailable', 'out:declined', 'in:answered', 'out:answered']);
+  assert.deepEqual(got.slice(0, 5), ['out:unavailable', 'out:declined', 'out:answered', 'in:answered', 'out:answered']);
 });
 
 test('busy: while B is in a call, C calling B sees "busy"; the call log says busy (486)', async () => {
