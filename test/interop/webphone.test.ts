@@ -136,6 +136,8 @@ test('in a call: mute silences A for B, hold stops B\'s audio to A, resume bring
   };
   const speaking = await energyGain(b, 1000);
   assert.ok(speaking > 0, 'B hears A before mute');
+  // The call timer counts from the answer (mm:ss).
+  assert.match((await a.page.locator('#call-timer').textContent()) ?? '', /^0?0:0[1-9]$/);
   await a.page.locator('#mute').click();
   await expectState(a, '#mute', 'true', 5000, 'aria-pressed');
   await new Promise((r) => setTimeout(r, 300)); // what was in flight plays out
