@@ -26,6 +26,7 @@ import { WriteBehind } from './registrar/write-behind.ts';
 import { CallMedia } from './router/call-media.ts';
 import { CallTracker } from './router/call-tracker.ts';
 import { RtpEngineDriver } from './media/rtpengine.ts';
+import { EmbeddedMediaEngine } from './media/embedded/embedded-engine.ts';
 import { SipRouter } from './router/sip-router.ts';
 import { DigestServer } from './sip/digest.ts';
 import { TransactionLayer } from './sip/transaction/layer.ts';
@@ -160,8 +161,11 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const proxy = new ProxyCore({ layer, tokens, interfaces });
   const callLog = new CallLog(store);
   const calls = new CallTracker(callLog, (m, e) => logger.error(m, e));
-  // The media engine: RTPEngine when configured (the embedded engine is not built yet).
-  const engine = config.media.rtpengine.length > 0 ? new RtpEngineDriver({ instances: config.media.rtpengine }) : undefined;
+  // The media engine: RTPEngine when configured, else the embedded one (so that a browser can
+  // call a SIP phone out of the box); `off` leaves SDP alone.
+  const engine = config.media.engine === 'rtpengine' ? new RtpEngineDriver({ instances: config.media.rtpengine })
+    : config.media.engine === 'embedded' ? new EmbeddedMediaEngine({ rtpPorts: config.media.rtpPorts, advertiseAddress: host })
+      : undefined;
   const media = new CallMedia(engine, (level, msg, err) => logger[level](msg, err));
   const router = new SipRouter({
     layer, proxy, tokens, registrar, location, digest, realm, calls, isLocal, offerAlgorithms, media,

@@ -79,6 +79,8 @@ export interface Config {
     readonly rtpPorts: { readonly min: number; readonly max: number };
     /** RTPEngine ng control addresses, in failover order; empty: no RTPEngine. */
     readonly rtpengine: readonly HostPort[];
+    /** Which engine relays and bridges: RTPEngine when addresses are set (auto), else the embedded one. */
+    readonly engine: 'embedded' | 'rtpengine' | 'off';
     /** A relayed or bridged call whose audio stopped this long is ended (seconds). */
     readonly timeoutSeconds: number;
   };
@@ -151,6 +153,7 @@ export const CONFIG_FIELDS = [
   { key: 'logLevel', env: 'CAREFLOW_LOG_LEVEL', flag: '--log-level', help: 'fatal|error|warn|info|debug|trace (default info)' },
   { key: 'nonceTtl', env: 'CAREFLOW_NONCE_TTL', flag: '--nonce-ttl', help: 'digest nonce lifetime, seconds (default 300)' },
   { key: 'mediaTimeout', env: 'CAREFLOW_MEDIA_TIMEOUT', flag: '--media-timeout', help: 'end a relayed or bridged call after this many seconds without audio (default 60)' },
+  { key: 'mediaEngine', env: 'CAREFLOW_MEDIA_ENGINE', flag: '--media-engine', help: 'auto|embedded|rtpengine|off: who relays and bridges audio (default auto: RTPEngine when CAREFLOW_RTPENGINE is set, else embedded)' },
   { key: 'rtpengine', env: 'CAREFLOW_RTPENGINE', flag: '--rtpengine', help: 'RTPEngine ng control address(es), comma list like 127.0.0.1:2223 (default none)' },
   { key: 'acme', env: 'CAREFLOW_ACME', flag: '--acme', help: "on|off: get the TLS certificate for the domain from Let's Encrypt (ACME HTTP-01 on port 80) and renew it (default off)" },
   { key: 'acmeEmail', env: 'CAREFLOW_ACME_EMAIL', flag: '--acme-email', help: 'contact address for the ACME account (expiry notices), optional' },
@@ -200,6 +203,7 @@ export const DEFAULTS: Readonly<Record<Exclude<ConfigKey, 'domain' | 'tlsCert' |
   acmeRenewDays: '30',
   acmeCheckSeconds: '43200',
   rtpengine: '',
+  mediaEngine: 'auto',
   mediaTimeout: '60',
   ddnsIntervalSeconds: '300',
   duckdnsUrl: 'https://www.duckdns.org/update',
@@ -365,6 +369,7 @@ const configSchema = z
     acmeRenewDays: int(1, 36_500, 'days'),
     acmeCheckSeconds: int(2, 604_800, 'seconds'),
     mediaTimeout: int(5, 3600, 'seconds'),
+    mediaEngine: field<'auto' | 'embedded' | 'rtpengine' | 'off'>((t) => (t === 'auto' || t === 'embedded' || t === 'rtpengine' || t === 'off' ? t : fail(`expected auto, embedded, rtpengine or off, got ${show(t)}`))),
     rtpengine: field((t) => {
       const out: HostPort[] = [];
       for (const part of t.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
@@ -383,6 +388,9 @@ const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.mediaEngine === 'rtpengine' && c.rtpengine.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['mediaEngine'], message: 'rtpengine needs its address: set CAREFLOW_RTPENGINE=host:port (its --listen-ng), or use auto' });
+    }
     if (c.acme && isIP(c.domain) !== 0) {
       ctx.addIssue({ code: 'custom', path: ['acme'], message: `ACME certificates are for DNS names; set CAREFLOW_DOMAIN to the server's name (e.g. care.example.org), not the address ${c.domain}` });
     }
@@ -450,7 +458,10 @@ export function validateConfig(
     auth: { algorithms: c.authAlgorithms, nonceTtlSeconds: c.nonceTtl },
     registrar: { minExpires: c.regMinExpires, maxExpires: c.regMaxExpires, defaultExpires: c.regDefaultExpires },
     proxy: { noAnswerSeconds: c.noAnswerSeconds },
-    media: { rtpPorts: c.rtpPorts, rtpengine: c.rtpengine, timeoutSeconds: c.mediaTimeout },
+    media: {
+      rtpPorts: c.rtpPorts, rtpengine: c.rtpengine, timeoutSeconds: c.mediaTimeout,
+      engine: c.mediaEngine === 'auto' ? (c.rtpengine.length > 0 ? 'rtpengine' : 'embedded') : c.mediaEngine,
+    },
     acme: c.acme
       ? { email: c.acmeEmail, directoryUrl: c.acmeDirectory, httpListen: c.acmeHttpListen, renewDays: c.acmeRenewDays, checkSeconds: c.acmeCheckSeconds }
       : undefined,

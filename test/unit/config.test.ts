@@ -168,6 +168,10 @@ describe('ACME and media settings', () => {
     assert.deepEqual(c.media.rtpengine, [{ host: '127.0.0.1', port: 2223 }, { host: '::1', port: 2224 }]);
     assert.equal(c.media.timeoutSeconds, 30);
     assert.deepEqual(load({}).media.rtpengine, []);
+    assert.equal(load({}).media.engine, 'embedded', 'auto without RTPEngine: the embedded engine');
+    assert.equal(c.media.engine, 'rtpengine', 'auto with RTPEngine addresses');
+    assert.equal(load({ CAREFLOW_MEDIA_ENGINE: 'off' }).media.engine, 'off');
+    assert.match(configError(() => load({ CAREFLOW_MEDIA_ENGINE: 'rtpengine' })).message, /CAREFLOW_RTPENGINE/);
     assert.match(configError(() => load({ CAREFLOW_RTPENGINE: 'rtpengine' })).message, /CAREFLOW_RTPENGINE/);
     assert.match(configError(() => load({ CAREFLOW_MEDIA_TIMEOUT: '1' })).message, /CAREFLOW_MEDIA_TIMEOUT/);
   });
