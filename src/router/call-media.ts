@@ -74,7 +74,9 @@ export class CallMedia {
   async planInvite(req: SipRequest, flow: Flow, planned: readonly PlannedTarget[]): Promise<ProxyTarget[]> {
     const sdp = isSdp(req) ? req.body.toString('utf8') : undefined;
     if (sdp === undefined) return planned.map((p) => p.target); // no offer (late offer): nothing to rewrite
-    const caller: Endpoint = flow.transport === 'ws' || flow.transport === 'wss' || endpointOf(sdp) === 'webrtc' ? 'webrtc' : 'rtp';
+    // The offer itself says what the caller speaks (a SIP client on a WebSocket may well offer
+    // plain RTP); for the callee, whose answer is not known yet, its transport tells.
+    const caller: Endpoint = endpointOf(sdp);
     const callerNat = caller === 'rtp' && connectionAddress(sdp) !== flow.remoteAddress;
     const callerSource = caller === 'rtp' ? flow.remoteAddress : undefined;
     const state: CallState = {
