@@ -20,9 +20,11 @@
 #   fonts-dejavu-core  a font for Chromium's screenshots of the web phone
 #   nftables, ufw      `careflow firewall --apply` for real, inside private network namespaces
 #                      (test/interop/firewall.test.ts); ufw stays inactive on the host
+#   debootstrap, zstd  a clean Debian 12 root file system for the installer (scripts/install.sh),
+#                      cached as /var/cache/careflow-test/bookworm-rootfs.tar.zst (test/interop/install.test.ts)
 set -euo pipefail
 
-packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble kamailio fonts-dejavu-core nftables ufw})
+packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble kamailio fonts-dejavu-core nftables ufw debootstrap zstd})
 # Node: the project pins Node 24 through the npm package `node@24` (node_modules/.bin/node);
 # Debian's nodejs/npm are only the bootstrap that runs `npm ci`, so they are installed
 # only when there is no npm at all.

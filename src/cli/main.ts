@@ -53,8 +53,8 @@ export async function runCli(argv: readonly string[], env: Env, io: CliIo): Prom
     if (command === 'serve') parseCommand(args, {}, { min: 0, max: 0 }, 'careflow serve [config flags]');
     const config = loadConfig({ argv: configArgs, env });
     if (command === 'serve') {
-      const servePath = './serve.ts';
-      const serve = (await import(servePath)) as ServeModule;
+      // Loaded only for `serve` (the other commands do not need the SIP stack).
+      const serve = (await import('./serve.ts')) as ServeModule;
       await serve.runServe(config);
       return 0;
     }

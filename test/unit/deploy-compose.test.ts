@@ -388,7 +388,7 @@ describe('deploy/Dockerfile', () => {
     assert.ok(order.indexOf('USER') < order.indexOf('ENTRYPOINT'), 'USER before ENTRYPOINT');
     assert.equal(env.get('CAREFLOW_DATA_DIR'), '/var/lib/careflow');
     assert.deepEqual(ops(run, 'VOLUME'), ['/var/lib/careflow']);
-    assert.deepEqual(JSON.parse(ops(run, 'ENTRYPOINT')[0] ?? 'null'), ['node', 'src/cli/main.ts', 'serve'], "the image's node, not node_modules/.bin/node");
+    assert.deepEqual(JSON.parse(ops(run, 'ENTRYPOINT')[0] ?? 'null'), ['node', 'dist/cli/main.js', 'serve'], "the image's node, not node_modules/.bin/node");
     const health = ops(run, 'HEALTHCHECK');
     assert.equal(health.length, 1);
     assert.match(health[0] ?? '', /CMD \["node", "deploy\/healthcheck\.mjs"\]/);
@@ -416,7 +416,7 @@ describe('deploy/Dockerfile', () => {
       }
     }
     const copied = ops(run, 'COPY').join('\n');
-    for (const needed of ['package.json', 'node_modules', 'web/dist', 'src/', 'bin/', 'deploy/healthcheck.mjs']) assert.ok(copied.includes(needed), `the run stage needs ${needed}`);
+    for (const needed of ['package.json', 'node_modules', 'web/dist', '/app/dist/ dist/', 'bin/', 'deploy/healthcheck.mjs']) assert.ok(copied.includes(needed), `the run stage needs ${needed}`);
   });
 
   it('has every package src/ imports at run time among the dependencies the prune keeps', () => {
