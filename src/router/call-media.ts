@@ -138,6 +138,15 @@ export class CallMedia {
     state.answered = leg;
     state.calleeTag = res.toTag;
     state.calleeParty = party(res.get('contact'), res.get('to'), target.destination, 0);
+    // The other forked branches will not carry media: release their engine state now rather
+    // than at the end of the call.
+    const engine = this.#engine;
+    if (engine !== undefined) {
+      for (const other of state.legs.values()) {
+        if (other === leg || !other.engaged) continue;
+        engine.delete(callId, state.callerTag, other.key).catch((e: unknown) => this.#log('warn', `media engine: releasing branch ${other.key} of ${callId} failed`, e));
+      }
+    }
     return leg.mode;
   }
 

@@ -102,6 +102,25 @@ test('refused (486) and cancelled bridged calls release their sessions too', asy
   assert.ok(rows.every((r) => r.disposition === 'cancelled'), JSON.stringify(rows.slice(0, 3)));
 });
 
+test('a forked bridged call: the branch that did not answer is released at once, the answered call keeps its media', async () => {
+  const grace = await server.addUser('Lifecycle Forked');
+  const answering = await startDevice({ server, login: grace, scenario: 'uas_answer.xml', args: ['-d', '500'] });
+  const ringing = await startDevice({ server, login: grace, scenario: 'uas_ring_cancel.xml' });
+  const uacDone = runSipp({
+    scenario: webrtcScenario('call_uac.xml'), target: `127.0.0.1:${server.sipPort}`, timeoutMs: 30_000,
+    injection: authInjection([caller]), args: ['-s', grace.number, '-key', 'domain', server.domain, '-d', '3000'],
+  });
+  // While the call is up (answered after ~0.5 s, held 3 s): RTPEngine still has it.
+  await new Promise((r) => setTimeout(r, 2000));
+  const during = await ng.request('list', { limit: 100 });
+  assert.equal(Array.isArray(during['calls']) ? during['calls'].length : -1, 1, `the answered call's media must survive the losing branch's release\n${rtpe.logs().slice(-2000)}`);
+  const uac = await uacDone;
+  const [a, r] = await settleCall(uac, [answering, ringing], () => server.logs());
+  assert.ok(a !== undefined && r !== undefined && requests(r, 'CANCEL').length === 1, 'the ringing device was cancelled');
+  await settled('after the forked call');
+  assert.match(rtpe.logs(), /Call branch .*\(via-branch 'b\d'\) deleted/, 'the losing branch was deleted on its own, before the call ended');
+});
+
 test('a bridged call without audio is ended after the media timeout: BYE to both sides, logged as media_timeout', async () => {
   const quick = await startServer({ env: { CAREFLOW_RTPENGINE: `127.0.0.1:${rtpe.ngPort}`, CAREFLOW_MEDIA_TIMEOUT: '5' } });
   const a = await quick.addUser('Silent Browser');
