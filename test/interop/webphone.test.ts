@@ -28,7 +28,7 @@ async function screenshot(p: Phone, name: string): Promise<void> {
   await p.page.screenshot({ path: join(dir, `${name}.png`), animations: 'disabled' });
 }
 
-interface CallRow { disposition: string; finalStatus: number; endedBy: string | null; callerUserId: number; calleeUserId: number; answeredAt: number | null }
+interface CallRow { disposition: string; finalStatus: number; endedBy: string | null; callerUserId: number; calleeUserId: number; answeredAt: number | null; mediaMode: string | null }
 
 async function lastCall(u: CareflowUser, count: number): Promise<CallRow> {
   const end = Date.now() + 5000;
@@ -104,6 +104,9 @@ test('A calls B, B answers: audio flows both ways peer to peer (host/srflx pair,
   await expectHidden(b, '#incall');
   const row = await lastCall(alice, ++calls);
   assert.deepEqual([row.disposition, row.finalStatus, row.endedBy, row.callerUserId, row.calleeUserId], ['answered', 200, 'caller', Number(alice.id), Number(bob.id)]);
+  // Browser to browser: the media engine (embedded by default) was not asked.
+  assert.equal(row.mediaMode, 'p2p');
+  assert.equal((await server.apiJson<{ sip: { mediaSessions: number } }>('/api/status')).sip.mediaSessions, 0);
 });
 
 test('B calls A by number on the dial pad, A answers, A (the callee) hangs up', async () => {
