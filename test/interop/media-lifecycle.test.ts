@@ -6,7 +6,7 @@
 // bridged call whose audio never flows is ended by the server after CAREFLOW_MEDIA_TIMEOUT:
 // both SIPp parties get a BYE, and the call log says media_timeout.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -148,4 +148,31 @@ test('a bridged call without audio is ended after the media timeout: BYE to both
     await new Promise((r) => setTimeout(r, 200));
   }
   ng.close();
+});
+
+test('embedded engine: 200 consecutive bridged calls through the server leave no socket or session behind', async () => {
+  const embedded = await startServer({ env: { CAREFLOW_MEDIA_ENGINE: 'embedded', CAREFLOW_RTP_PORTS: '46000-46999' } });
+  const from = await embedded.addUser('Embedded Browser');
+  const to = await embedded.addUser('Embedded Phone');
+  const fds = (): number => readdirSync(`/proc/${embedded.pid}/fd`).length;
+  const device = await startDevice({ server: embedded, login: to, scenario: 'uas_answer.xml', args: ['-m', '200'], timeoutMs: 120_000 });
+  const before = fds();
+  const uac = await runSipp({
+    scenario: webrtcScenario('call_uac.xml'), target: `127.0.0.1:${embedded.sipPort}`, calls: 200, timeoutMs: 120_000,
+    injection: authInjection([from]), args: ['-s', to.number, '-key', 'domain', embedded.domain, '-d', '50', '-r', '20', '-l', '20'],
+  });
+  assert.ok(uac.passed, `${uac.describe()}\n${embedded.logs().slice(-3000)}`);
+  await device.stop();
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const status = await embedded.apiJson<{ sip: { mediaSessions: number; activeCalls: number } }>('/api/status');
+    const open = fds();
+    if (status.sip.mediaSessions === 0 && status.sip.activeCalls === 0 && open <= before + 2) break;
+    if (Date.now() > end) assert.fail(`left behind: ${status.sip.mediaSessions} media sessions, ${status.sip.activeCalls} calls, ${open} fds (${before} before)`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const rows = await embedded.apiJson<{ calls: Array<{ disposition: string; mediaMode: string | null }> }>(`/api/calls?userId=${to.id}&limit=1000`);
+  assert.equal(rows.calls.length, 200);
+  assert.ok(rows.calls.every((r) => r.disposition === 'answered' && r.mediaMode === 'bridge'));
+  await embedded.stop();
 });

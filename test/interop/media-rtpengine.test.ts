@@ -104,5 +104,22 @@ test('the baresip phone calls the web phone: bridged, audio both ways; the phone
   assert.equal(await engineSessions(), 0, 'the engine session is released');
   const status = await server.apiJson<{ sip: { mediaSessions: number } }>('/api/status');
   assert.equal(status.sip.mediaSessions, 0);
+});
+
+test('browser to browser stays peer to peer with RTPEngine configured: the engine is not asked', async () => {
+  const other = await server.addUser('Web Colleague');
+  const second = await openPhone('web2', `http://127.0.0.1:${server.httpPort}/`, 660);
+  await signIn(second, other.number, other.password);
+  await dial(browser, other.number);
+  await expectVisible(second, '#incoming', 15_000);
+  await second.page.locator('#answer').click();
+  await expectState(browser, '#call-state', 'confirmed', 15_000);
+  const s = await waitForStats(browser.page, (x) => x.inboundPackets > 50 && x.totalAudioEnergy > 0, 15_000, 'browser hears browser');
+  assert.ok(s.selectedPair !== null && (s.selectedPair.remotePort < rtpe.minPort || s.selectedPair.remotePort > rtpe.maxPort), JSON.stringify(s.selectedPair));
+  assert.equal(await engineSessions(), 0, 'RTPEngine holds no session for a browser-to-browser call');
+  await browser.page.locator('#hangup').click();
+  await expectNotice(second, 'ended');
+  const row = await lastCall();
+  assert.deepEqual([row.disposition, row.mediaMode], ['answered', 'p2p']);
   ng.close();
 });
