@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { NgClient } from '../../src/media/ng-client.ts';
 import { startServer } from './harness.ts';
 import { startRtpEngine } from './rtpengine.ts';
-import { authInjection, requests, requireSipp, runSipp, SCENARIOS, settleCall, startDevice } from './sipp.ts';
+import { authInjection, requests, requireSipp, runSipp, SCENARIOS, settleCall, startDevice, startSipp } from './sipp.ts';
 
 requireSipp();
 
@@ -175,4 +175,29 @@ test('embedded engine: 200 consecutive bridged calls through the server leave no
   assert.equal(rows.calls.length, 200);
   assert.ok(rows.calls.every((r) => r.disposition === 'answered' && r.mediaMode === 'bridge'));
   await embedded.stop();
+});
+
+test('server shutdown in the middle of a bridged call releases its RTPEngine session', async () => {
+  const ng2 = new NgClient({ instances: [{ host: '127.0.0.1', port: rtpe.ngPort }] });
+  const count = async (): Promise<number> => {
+    const list = await ng2.request('list', { limit: 100 });
+    return Array.isArray(list['calls']) ? list['calls'].length : -1;
+  };
+  const doomed = await startServer({ env: { CAREFLOW_RTPENGINE: `127.0.0.1:${rtpe.ngPort}` } });
+  const a = await doomed.addUser('Shutdown Browser');
+  const b = await doomed.addUser('Shutdown Phone');
+  const device = await startDevice({ server: doomed, login: b, scenario: 'uas_answer.xml', timeoutMs: 30_000 });
+  const uac = await startSipp({
+    scenario: webrtcScenario('call_uac.xml'), target: `127.0.0.1:${doomed.sipPort}`, timeoutMs: 30_000,
+    injection: authInjection([a]), args: ['-s', b.number, '-key', 'domain', doomed.domain, '-d', '20000'],
+  });
+  const end = Date.now() + 10_000;
+  while ((await count()) !== 1) {
+    if (Date.now() > end) assert.fail('the call never reached RTPEngine');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await doomed.stop(), 0, 'a clean exit');
+  assert.equal(await count(), 0, 'shutdown deleted the session');
+  await Promise.all([device.stop(), uac.stop()]);
+  ng2.close();
 });
