@@ -20,7 +20,8 @@ requireChromium();
 requireBaresip();
 
 // A private 200-port window for the server's media (rtpengine tests use 30000-38199).
-const MIN = 50_000 + 2 * Math.floor(Math.random() * 5000);
+// Below the kernel's ephemeral range (32768-60999), apart from embedded-driver.test.ts's window.
+const MIN = 28_000 + 2 * Math.floor(Math.random() * 1500);
 const RTP_PORTS = { min: MIN, max: MIN + 199 };
 const server = await startServer({ env: { CAREFLOW_MEDIA_ENGINE: 'embedded', CAREFLOW_RTP_PORTS: `${RTP_PORTS.min}-${RTP_PORTS.max}` } });
 const web = await server.addUser('Web Worker');

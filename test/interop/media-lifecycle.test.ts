@@ -151,7 +151,7 @@ test('a bridged call without audio is ended after the media timeout: BYE to both
 });
 
 test('embedded engine: 200 consecutive bridged calls through the server leave no socket or session behind', async () => {
-  const embedded = await startServer({ env: { CAREFLOW_MEDIA_ENGINE: 'embedded', CAREFLOW_RTP_PORTS: '46000-46999' } });
+  const embedded = await startServer({ env: { CAREFLOW_MEDIA_ENGINE: 'embedded', CAREFLOW_RTP_PORTS: '21000-21999' } });
   const from = await embedded.addUser('Embedded Browser');
   const to = await embedded.addUser('Embedded Phone');
   const fds = (): number => readdirSync(`/proc/${embedded.pid}/fd`).length;
