@@ -470,3 +470,22 @@ export async function startBaresip(opts: BaresipOptions): Promise<BaresipUa> {
 function readdirSafe(dir: string): string[] {
   try { return readdirSync(dir).sort(); } catch { return []; }
 }
+
+/**
+ * What `ua` received and decoded since `before` (its dumps then) must be the `freq` Hz tone,
+ * audible (RMS > 1000) for `minSeconds` or more and within 10 % of the frequency. Returns a
+ * summary; fails with every dump's figures and `context()`.
+ */
+export function assertHeardTone(ua: BaresipUa, before: readonly string[], freq: number, context: () => string, minSeconds = 2): string {
+  const files = ua.received().filter((f) => !before.includes(f));
+  if (files.length === 0) throw new Error(`${ua.name} wrote no received-audio dump (sndfile *-dec.wav)\n${context()}`);
+  const stats = files.map((f) => {
+    const w = readWav(f);
+    return { file: f.split('/').at(-1), ...audioStats(w.samples, w.sampleRate) };
+  });
+  const best = stats.reduce((a, b) => (b.activeSeconds > a.activeSeconds ? b : a));
+  const detail = `${ua.name} received (expected ~${freq} Hz): ${JSON.stringify(stats)}`;
+  if (!(best.rms > 1000 && best.activeSeconds >= minSeconds)) throw new Error(`silence or too little audio: ${detail}\n${context()}`);
+  if (Math.abs(best.frequency - freq) > freq * 0.1) throw new Error(`not the ${freq} Hz tone: ${detail}\n${context()}`);
+  return detail;
+}

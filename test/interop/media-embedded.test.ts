@@ -9,9 +9,9 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { type BaresipUa, audioStats, makeTone, readWav, requireBaresip, startBaresip } from './baresip.ts';
+import { type BaresipUa, assertHeardTone, makeTone, requireBaresip, startBaresip } from './baresip.ts';
 import { requireChromium, waitForStats } from './chromium.ts';
 import { startServer, waitFor } from './harness.ts';
 import { dial, expectNotice, expectState, expectVisible, openPhone, signIn } from './webphone.ts';
@@ -56,13 +56,7 @@ function mediaSockets(): number {
 
 /** What baresip received since `before`: Chromium's 440 Hz tone, audible for 2 s or more. */
 function assertPhoneHeardBrowser(before: string[]): void {
-  const files = phone.received().filter((f) => !before.includes(f));
-  assert.ok(files.length > 0, `baresip wrote no received-audio dump\n${context()}`);
-  const stats = files.map((f) => ({ f: basename(f), ...audioStats(readWav(f).samples, readWav(f).sampleRate) }));
-  const best = stats.reduce((a, b) => (b.activeSeconds > a.activeSeconds ? b : a));
-  const detail = JSON.stringify(stats);
-  assert.ok(best.rms > 1000 && best.activeSeconds >= 2, `baresip heard silence: ${detail}\n${context()}`);
-  assert.ok(Math.abs(best.frequency - 440) <= 44, `baresip did not hear the browser's 440 Hz tone: ${detail}`);
+  assertHeardTone(phone, before, 440, context);
 }
 
 async function lastCall(): Promise<{ disposition: string; mediaMode: string | null; callerUserId: number }> {
