@@ -247,10 +247,16 @@ function accountLine(a: BaresipAccount): string {
   return `<sip:${a.user}@${a.domain};transport=${a.transport}>;${params.join(';')}`;
 }
 
-function configText(o: { sipPort: number; ctrlPort: number; toneWav: string; recordDir: string }): string {
+/**
+ * A baresip `config`: SIP on `address` (default 127.0.0.1), the tone as source, aubridge as
+ * sink, sndfile dumps in `recordDir`, ctrl_tcp on 127.0.0.1:`ctrlPort`; `rtpPorts` (`A-B`)
+ * pins the RTP range.
+ */
+export function configText(o: { address?: string; sipPort: number; ctrlPort: number; toneWav: string; recordDir: string; rtpPorts?: string }): string {
+  const address = o.address ?? '127.0.0.1';
   return [
     'poll_method\t\tepoll',
-    `sip_listen\t\t127.0.0.1:${o.sipPort}`,
+    `sip_listen\t\t${address}:${o.sipPort}`,
     'call_local_timeout\t120',
     'call_max_calls\t\t4',
     'audio_buffer\t\t20',
@@ -267,10 +273,11 @@ function configText(o: { sipPort: number; ctrlPort: number; toneWav: string; rec
     'auenc_format\t\ts16',
     'audec_format\t\ts16',
     'rtcp_mux\t\tno',
+    ...(o.rtpPorts !== undefined ? [`rtp_ports\t\t${o.rtpPorts}`] : []),
     'jitter_buffer_delay\t1-5',
     'rtp_stats\t\tno',
     // baresip 1.0: "lo" fails, an address works
-    'net_interface\t\t127.0.0.1',
+    `net_interface\t\t${address}`,
     `module_path\t\t${MODULE_PATH}`,
     'module\t\t\tg711.so',
     'module\t\t\taufile.so',

@@ -34,7 +34,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { audioStats, type BaresipEvent, makeTone, readWav, requireBaresip } from './baresip.ts';
+import { audioStats, type BaresipEvent, configText, makeTone, readWav, requireBaresip } from './baresip.ts';
 import { ROOT } from './harness.ts';
 import { Netns } from './netns.ts';
 import { stopper } from './processes.ts';
@@ -305,45 +305,6 @@ interface Phone {
 
 const STATUS_LINE = /\[\d+:\d\d:\d\d\] audio=\S* \(bit\/s\)\s*/g;
 
-function phoneConfig(address: string, toneWav: string, recordDir: string): string {
-  return [
-    'poll_method\t\tepoll',
-    `sip_listen\t\t${address}:${PHONE_SIP_PORT}`,
-    'call_local_timeout\t120',
-    'call_max_calls\t\t4',
-    'audio_buffer\t\t20',
-    `audio_source\t\taufile,${toneWav}`,
-    'audio_player\t\taubridge,sink',
-    'audio_alert\t\taubridge,alert',
-    'ausrc_srate\t\t8000',
-    'auplay_srate\t\t8000',
-    'ausrc_channels\t\t1',
-    'auplay_channels\t\t1',
-    'audio_level\t\tno',
-    'ausrc_format\t\ts16',
-    'auplay_format\t\ts16',
-    'auenc_format\t\ts16',
-    'audec_format\t\ts16',
-    'rtcp_mux\t\tno',
-    `rtp_ports\t\t${PHONE_RTP_PORTS}`,
-    'jitter_buffer_delay\t1-5',
-    'rtp_stats\t\tno',
-    // baresip 1.0: an interface name like "lo" fails, an address works
-    `net_interface\t\t${address}`,
-    'module_path\t\t/usr/lib/baresip/modules',
-    'module\t\t\tg711.so',
-    'module\t\t\taufile.so',
-    'module\t\t\taubridge.so',
-    'module\t\t\tsndfile.so',
-    'module_tmp\t\taccount.so',
-    'module_app\t\tmenu.so',
-    'module_app\t\tctrl_tcp.so',
-    `ctrl_tcp_listen\t\t127.0.0.1:${PHONE_CTRL_PORT}`,
-    `snd_path\t\t${recordDir}`,
-    'menu_bell\t\tno',
-    '',
-  ].join('\n');
-}
 
 async function startPhone(ns: Netns, name: string, address: string, user: User, toneWav: string): Promise<Phone> {
   const dir = tempDir(`careflow-nat-${name}-`);
@@ -351,7 +312,7 @@ async function startPhone(ns: Netns, name: string, address: string, user: User, 
   mkdirSync(recordDir);
   const account = `<sip:${user.sipUsername}@${SERVER};transport=udp>;auth_pass=${user.password};` +
     `outbound="sip:${SERVER}:${SIP_PORT};transport=udp";answermode=auto;regint=600;audio_codecs=PCMU,PCMA`;
-  writeFileSync(join(dir, 'config'), phoneConfig(address, toneWav, recordDir));
+  writeFileSync(join(dir, 'config'), configText({ address, sipPort: PHONE_SIP_PORT, ctrlPort: PHONE_CTRL_PORT, toneWav, recordDir, rtpPorts: PHONE_RTP_PORTS }));
   writeFileSync(join(dir, 'accounts'), `${account}\n`);
   writeFileSync(join(dir, 'contacts'), '');
 
