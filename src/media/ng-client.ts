@@ -77,10 +77,6 @@ export class NgClient {
     return this.#pending.size;
   }
 
-  /** Calls currently pinned to an instance (released by forget()). */
-  get calls(): number {
-    return this.#callInstance.size;
-  }
 
   /**
    * Sends one command. With `callId`, the call's instance is used (or chosen, for its first

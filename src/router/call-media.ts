@@ -28,7 +28,6 @@ interface CallState {
   readonly callerSource: string | undefined;
   readonly legs: Map<ProxyTarget, Leg>;
   answered: Leg | undefined;
-  calleeTag: string | undefined;
   /** The two parties, for ending the call from the middle (media timeout). */
   readonly callerParty: DialogParty | undefined;
   calleeParty: DialogParty | undefined;
@@ -80,7 +79,7 @@ export class CallMedia {
     const callerNat = caller === 'rtp' && connectionAddress(sdp) !== flow.remoteAddress;
     const callerSource = caller === 'rtp' ? flow.remoteAddress : undefined;
     const state: CallState = {
-      callerTag: req.fromTag ?? '', caller, callerSource, legs: new Map(), answered: undefined, calleeTag: undefined,
+      callerTag: req.fromTag ?? '', caller, callerSource, legs: new Map(), answered: undefined,
       callerParty: party(req.get('contact'), req.get('from'), flowDestination(flow), req.cseq.seq), calleeParty: undefined,
       ending: false,
     };
@@ -136,7 +135,6 @@ export class CallMedia {
     const leg = state?.legs.get(target);
     if (state === undefined || leg === undefined) return undefined;
     state.answered = leg;
-    state.calleeTag = res.toTag;
     state.calleeParty = party(res.get('contact'), res.get('to'), target.destination, 0);
     // The other forked branches will not carry media: release their engine state now rather
     // than at the end of the call.

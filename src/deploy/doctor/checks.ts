@@ -27,11 +27,9 @@ export const warn = (id: string, group: CheckGroup, message: string, fix: string
 export const fail = (id: string, group: CheckGroup, message: string, fix: string): CheckResult => ({ id, group, status: 'fail', message, fix });
 export const skip = (id: string, group: CheckGroup, message: string, fix: string): CheckResult => ({ id, group, status: 'skip', message, fix });
 
-export interface InterfaceAddress {
-  readonly address: string;
-  readonly family: 'IPv4' | 'IPv6';
-  readonly internal: boolean;
-}
+/** This machine's addresses, as src/config/advertise.ts lists them. */
+import type { InterfaceAddress } from '../../config/advertise.ts';
+export type { InterfaceAddress };
 
 export type DirKind = 'dir' | 'not-dir' | 'missing';
 
