@@ -38,13 +38,19 @@ export interface MediaAnswer extends MediaOffer {
 export interface DirectionStats {
   readonly packets: number;
   readonly bytes: number;
-  /** Packets lost, from RTCP or sequence gaps, when the engine knows. */
+  /** Packets lost (sequence gaps), when the engine counts them. */
   readonly lost?: number;
-  /** Interarrival jitter in ms, when the engine knows. */
+  /** Share of the expected packets lost, in percent, when the engine knows. */
+  readonly lossPercent?: number;
+  /** Interarrival jitter in ms (RFC 3550 §6.4.1), when the engine knows. */
   readonly jitterMs?: number;
 }
 
-/** Per leg (by dialog tag): what the engine received from that leg's device. */
+/**
+ * Per leg (by dialog tag): the stream the leg's device sent. The embedded engine measures it
+ * where it arrives (first hop); RTPEngine reports what the receiving device said of it in
+ * RTCP receiver reports (end to end), and only when the devices send RTCP.
+ */
 export interface MediaStats {
   readonly callId: string;
   readonly legs: ReadonlyArray<{ readonly tag: string; readonly received: DirectionStats }>;

@@ -10,11 +10,26 @@
 //   toward a phone:    ICE removed, plain RTP/AVP, rtcp-mux demuxed, no SDES/DTLS
 // Always: the SDP origin and connection address are rewritten to RTPEngine's, and the
 // address the SDP's sender really used is trusted over the one it wrote (NAT).
+// Codecs (bridge only): RTPEngine transcodes nothing unless told to, so an offer crossing
+// between a browser and a phone keeps only what both worlds decode, as the embedded engine
+// does (src/media/embedded/codecs.ts): PCMU, PCMA, Opus and telephone-event. Chromium's RED,
+// G722 and CN never reach a phone, a phone's G.729 or GSM never reaches a browser, and the
+// answerer can only pick a codec the other side sends as is. Between two phones every codec
+// passes (relay forwards packets).
 import type { DirectionStats, Endpoint, MediaAnswer, MediaEngine, MediaOffer, MediaStats } from './engine.ts';
 import type { BValue } from './bencode.ts';
 import { NgClient, type NgClientOptions, type NgDict, NgError } from './ng-client.ts';
 
 export interface RtpEngineOptions extends NgClientOptions {}
+
+/** What a bridged leg may carry without transcoding (codec names as RTPEngine matches them). */
+export const BRIDGE_CODECS: readonly string[] = ['opus', 'PCMU', 'PCMA', 'telephone-event'];
+
+/** The ng `codec` dictionary of an offer from `from` to `to`, when codecs must be narrowed. */
+export function codecFlags(from: Endpoint, to: Endpoint): NgDict {
+  if (from === 'rtp' && to === 'rtp') return {};
+  return { codec: { strip: ['all'], except: [...BRIDGE_CODECS] } };
+}
 
 function sideFlags(to: Endpoint, isOffer: boolean): NgDict {
   if (to === 'webrtc') {
@@ -46,7 +61,7 @@ export class RtpEngineDriver implements MediaEngine {
   }
 
   async offer(o: MediaOffer): Promise<string> {
-    const params: NgDict = { ...common(o), ...sideFlags(o.to, true) };
+    const params: NgDict = { ...common(o), ...sideFlags(o.to, true), ...codecFlags(o.from, o.to) };
     return sdpOf(await this.#ng.request('offer', params, o.callId));
   }
 
@@ -77,20 +92,25 @@ export class RtpEngineDriver implements MediaEngine {
       if (e instanceof NgError && e.code === 'NG_ERROR') return undefined; // unknown call
       throw e;
     }
+    const quality = rtcpQuality(dict(q['SSRC']));
     const legs: Array<{ tag: string; received: DirectionStats }> = [];
     let lastPacket = 0;
     for (const [tag, t] of Object.entries(dict(q['tags']))) {
       let packets = 0;
       let bytes = 0;
+      let reported: { lossPercent: number; jitterMs: number } | undefined;
       for (const m of list(dict(t)['medias'])) {
         for (const s of list(dict(m)['streams'])) {
-          const st = dict(dict(s)['stats']);
+          const stream = dict(s);
+          const st = dict(stream['stats']);
+          lastPacket = Math.max(lastPacket, num(stream['last packet']));
+          if (!list(stream['flags']).includes('RTP')) continue; // RTCP carries no audio
           packets += num(st['packets']);
           bytes += num(st['bytes']);
-          lastPacket = Math.max(lastPacket, num(dict(s)['last packet']));
+          reported ??= quality.get(String(num(stream['SSRC'])));
         }
       }
-      legs.push({ tag, received: { packets, bytes } });
+      legs.push({ tag, received: { packets, bytes, ...reported } });
     }
     const created = num(q['created']);
     const now = Math.floor(Date.now() / 1000);
@@ -105,6 +125,22 @@ export class RtpEngineDriver implements MediaEngine {
   async close(): Promise<void> {
     this.#ng.close();
   }
+}
+
+/**
+ * Loss and jitter per SSRC from the query's `SSRC` section: RTPEngine averages the RTCP
+ * receiver reports (RFC 3550 §6.4.2) the far device sent about that SSRC ("packet loss" in
+ * percent, "jitter" in ms). RTPEngine 10.5 (Debian 12) leaves the section empty even with
+ * SR/RR flowing (docs/pitfalls.md); then loss and jitter stay unknown rather than zero.
+ */
+export function rtcpQuality(ssrcs: { [ssrc: string]: BValue }): Map<string, { lossPercent: number; jitterMs: number }> {
+  const out = new Map<string, { lossPercent: number; jitterMs: number }>();
+  for (const [ssrc, entry] of Object.entries(ssrcs)) {
+    const avg = dict(dict(entry)['average MOS']);
+    if (avg['packet loss'] === undefined || avg['jitter'] === undefined) continue;
+    out.set(ssrc, { lossPercent: num(avg['packet loss']), jitterMs: num(avg['jitter']) });
+  }
+  return out;
 }
 
 function sdpOf(answer: NgDict): string {

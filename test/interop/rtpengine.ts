@@ -35,14 +35,14 @@ export function requireRtpEngine(): void {
   }
 }
 
-export async function startRtpEngine(opts: { readyTimeoutMs?: number } = {}): Promise<RtpEngineHandle> {
+export async function startRtpEngine(opts: { readyTimeoutMs?: number; logLevel?: number } = {}): Promise<RtpEngineHandle> {
   requireRtpEngine();
   const ngPort = await freeUdpPort();
   const minPort = 30_000 + 2 * Math.floor(Math.random() * 4000); // an even 200-port window in 30000-38199
   const maxPort = minPort + 199;
   const dir = mkdtempSync(join(tmpdir(), 'careflow-rtpengine-'));
   const child = spawn(RTPENGINE_PATH, [
-    '--config-file=none', '--foreground', '--log-stderr', '--log-level=6', '--no-log-timestamps', '--table=-1',
+    '--config-file=none', '--foreground', '--log-stderr', `--log-level=${opts.logLevel ?? 6}`, '--no-log-timestamps', '--table=-1',
     '--interface=127.0.0.1', `--listen-ng=127.0.0.1:${ngPort}`, `--port-min=${minPort}`, `--port-max=${maxPort}`,
     `--pidfile=${join(dir, 'rtpengine.pid')}`, '--timeout=60', '--delete-delay=0',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BencodeError, decode, encode } from '../../src/media/bencode.ts';
 import { endpointOf, mediaMode } from '../../src/media/engine.ts';
+import { codecFlags, rtcpQuality } from '../../src/media/rtpengine.ts';
 
 describe('bencode', () => {
   it('encodes the BEP 3 examples, dictionary keys sorted', () => {
@@ -48,5 +49,25 @@ describe('media routing', () => {
     assert.equal(mediaMode('rtp', 'webrtc', false), 'bridge');
     assert.equal(mediaMode('rtp', 'rtp', false), 'direct');
     assert.equal(mediaMode('rtp', 'rtp', true), 'relay');
+  });
+});
+
+describe('RTPEngine driver: codecs and RTCP quality', () => {
+  it('narrows codecs only on a bridge, to what both worlds decode', () => {
+    assert.deepEqual(codecFlags('rtp', 'rtp'), {});
+    for (const [from, to] of [['webrtc', 'rtp'], ['rtp', 'webrtc']] as const) {
+      assert.deepEqual(codecFlags(from, to), { codec: { strip: ['all'], except: ['opus', 'PCMU', 'PCMA', 'telephone-event'] } });
+    }
+  });
+
+  it('reads loss (percent) and jitter (ms) of the RTCP average per SSRC, and nothing for an SSRC without reports', () => {
+    const q = decode(encode({
+      '43690': { 'average MOS': { MOS: 43, 'round-trip time': 1200, jitter: 20, 'packet loss': 10, samples: 3 } },
+      '48059': {},
+    }));
+    assert.ok(typeof q === 'object' && !Array.isArray(q));
+    const quality = rtcpQuality(q);
+    assert.deepEqual(quality.get('43690'), { lossPercent: 10, jitterMs: 20 });
+    assert.equal(quality.has('48059'), false);
   });
 });

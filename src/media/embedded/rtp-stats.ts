@@ -91,10 +91,12 @@ export class RtpReceiveStats {
   snapshot(): DirectionStats {
     if (this.#ssrc < 0) return { packets: this.packets, bytes: this.bytes };
     const expected = this.#cycles + this.#maxSeq - this.#baseSeq + 1;
+    const lost = Math.max(0, expected - this.#received);
     return {
       packets: this.packets,
       bytes: this.bytes,
-      lost: Math.max(0, expected - this.#received),
+      lost,
+      lossPercent: expected > 0 ? Math.round((lost / expected) * 100 * 100) / 100 : 0,
       jitterMs: Math.round((this.#jitter / this.#clock) * 1000 * 100) / 100,
     };
   }
