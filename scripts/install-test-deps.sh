@@ -22,9 +22,11 @@
 #                      (test/interop/firewall.test.ts); ufw stays inactive on the host
 #   debootstrap, zstd  a clean Debian 12 root file system for the installer (scripts/install.sh),
 #                      cached as /var/cache/careflow-test/bookworm-rootfs.tar.zst (test/interop/install.test.ts)
+#   systemd-container  systemd-nspawn boots that root under its own systemd, so the installed unit
+#                      runs under a real init (test/interop/install-systemd.test.ts)
 set -euo pipefail
 
-packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble kamailio fonts-dejavu-core nftables ufw debootstrap zstd})
+packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble kamailio fonts-dejavu-core nftables ufw debootstrap zstd systemd-container})
 # Node: the project pins Node 24 through the npm package `node@24` (node_modules/.bin/node);
 # Debian's nodejs/npm are only the bootstrap that runs `npm ci`, so they are installed
 # only when there is no npm at all.

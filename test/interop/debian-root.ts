@@ -1,13 +1,22 @@
-// Helpers for tests that run a clean Debian root file system in a chroot
-// (test/interop/install.test.ts): programs run to completion in their own process group with
-// a time bound, the Debian mirror and registry settings of this machine, and the mounts and
-// processes left under a directory (checked before anything there is deleted).
+// Helpers for tests that run a clean Debian root file system in a chroot or a container
+// (test/interop/install.test.ts, install-systemd.test.ts): programs run to completion in their
+// own process group with a time bound, the Debian mirror and registry settings of this
+// machine, the root file system made once and cached, a release tarball of the working tree,
+// and the mounts and processes left under a directory (checked before anything there is
+// deleted).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 export const MINUTE = 60_000;
+export const REPO = resolve(import.meta.dirname, '..', '..');
+/** Kept between runs: the root file system, the .deb files apt fetched, npm's cache. */
+export const CACHE = '/var/cache/careflow-test';
+const ROOTFS_TAR = join(CACHE, 'bookworm-rootfs.tar.zst');
+const APT_CACHE = join(CACHE, 'apt-archives');
+export const NPM_CACHE = join(CACHE, 'npm');
+const SUITE = 'bookworm';
 
 // ---------------------------------------------------------------- commands
 
@@ -126,4 +135,63 @@ export function processesIn(root: string): number[] {
     } catch { /* gone, or not ours to read */ }
   }
   return pids;
+}
+
+// ---------------------------------------------------------------- the root file system
+
+/**
+ * A clean Debian 12 minbase in `root` (an empty directory): unpacked from the cache, or made
+ * by debootstrap and then cached (complete only once renamed into place).
+ */
+export async function prepareRoot(root: string, timed: <T>(what: string, fn: () => Promise<T>) => Promise<T>): Promise<void> {
+  mkdirSync(APT_CACHE, { recursive: true });
+  mkdirSync(NPM_CACHE, { recursive: true });
+  const cached = existsSync(ROOTFS_TAR) && (await sh('zstd', ['-q', '-t', ROOTFS_TAR], { timeoutMs: 2 * MINUTE })).code === 0;
+  if (cached) {
+    await timed('unpack the cached Debian 12 root file system', () =>
+      must('tar', ['--zstd', '--numeric-owner', '-xpf', ROOTFS_TAR, '-C', root], { timeoutMs: 5 * MINUTE }));
+  } else {
+    const mirror = debianMirror(SUITE);
+    await timed(`debootstrap --variant=minbase ${SUITE} (${mirror})`, () =>
+      must('debootstrap', ['--variant=minbase', SUITE, root, mirror], { timeoutMs: 20 * MINUTE }));
+    assert.deepEqual(mountsUnder(root), [], 'debootstrap left mounts behind');
+    const tmp = `${ROOTFS_TAR}.${process.pid}.tmp`;
+    await timed('cache the root file system', () =>
+      must('tar', ['--zstd', '--numeric-owner', '-cpf', tmp, '-C', root, '.'], { timeoutMs: 10 * MINUTE }));
+    renameSync(tmp, ROOTFS_TAR);
+  }
+  assert.ok(existsSync(join(root, 'etc/debian_version')), 'not a Debian root file system');
+}
+
+/**
+ * The .deb files apt fetched in earlier runs, copied in (not bound: two runs at once would
+ * fight over apt's lock in a shared folder); `saveAptCache` copies the new ones back.
+ */
+export function seedAptCache(root: string): void {
+  mkdirSync(join(root, 'var/cache/apt/archives/partial'), { recursive: true });
+  for (const f of readdirSync(APT_CACHE).filter((n) => n.endsWith('.deb'))) copyFileSync(join(APT_CACHE, f), join(root, `var/cache/apt/archives/${f}`));
+}
+
+export function saveAptCache(root: string): void {
+  for (const f of readdirSync(join(root, 'var/cache/apt/archives')).filter((n) => n.endsWith('.deb') && !existsSync(join(APT_CACHE, n)))) {
+    const tmp = join(APT_CACHE, `.${f}.${process.pid}.tmp`);
+    copyFileSync(join(root, `var/cache/apt/archives/${f}`), tmp);
+    renameSync(tmp, join(APT_CACHE, f));
+  }
+}
+
+/**
+ * A tarball of the working tree (tracked and untracked, not ignored: what `git archive` of a
+ * release gives), made in `work` and unpacked at /root/NAME inside `root`; returns that path.
+ */
+export async function unpackSources(work: string, root: string, name: string, extra: Record<string, string> = {}): Promise<string> {
+  const listed = (await must('git', ['ls-files', '-z', '-co', '--exclude-standard'], { cwd: REPO })).split('\0')
+    .filter((f) => f !== '' && existsSync(join(REPO, f)) && lstatSync(join(REPO, f)).isFile());
+  const tarball = join(work, `${name}.tar`);
+  await must('tar', ['--null', '-T', '-', '-cf', tarball], { cwd: REPO, input: listed.join('\0') + '\0' });
+  const dir = join(root, `root/${name}`);
+  mkdirSync(dir, { recursive: true });
+  await must('tar', ['-xf', tarball, '-C', dir, '--no-same-owner']);
+  for (const [file, text] of Object.entries(extra)) writeFileSync(join(dir, file), text);
+  return `/root/${name}`;
 }

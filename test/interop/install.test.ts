@@ -24,21 +24,18 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
 import {
-  appendFileSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync,
-  renameSync, rmSync, statSync, writeFileSync,
+  appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { debianMirror, hasCommand, MINUTE, mountsUnder, must, processesIn, registryAccess, sh, type Result } from './debian-root.ts';
+import {
+  hasCommand, MINUTE, mountsUnder, must, NPM_CACHE, prepareRoot, processesIn, registryAccess, REPO, saveAptCache, seedAptCache, sh,
+  type Result, unpackSources as unpackInto,
+} from './debian-root.ts';
 import { Netns } from './netns.ts';
 import { stopper } from './processes.ts';
 
-const REPO = resolve(import.meta.dirname, '..', '..');
 const PROBE = join(REPO, 'test', 'interop', 'install-probe.ts');
-const CACHE = '/var/cache/careflow-test';
-const ROOTFS_TAR = join(CACHE, 'bookworm-rootfs.tar.zst');
-const APT_CACHE = join(CACHE, 'apt-archives');
-const SUITE = 'bookworm';
 const CHROOT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const READY = 'careflow: listening';
 
@@ -104,18 +101,7 @@ describe('scripts/install.sh on a clean Debian 12 (debootstrap minbase, chroot)'
   };
   const current = (): string => readlinkSync(p('opt/careflow/current'));
 
-  /** A tarball of the working tree (tracked and untracked, not ignored), unpacked at /root/NAME. */
-  async function unpackSources(name: string, extra: Record<string, string> = {}): Promise<string> {
-    const listed = (await must('git', ['ls-files', '-z', '-co', '--exclude-standard'], { cwd: REPO })).split('\0')
-      .filter((f) => f !== '' && existsSync(join(REPO, f)) && lstatSync(join(REPO, f)).isFile());
-    const tarball = join(work, `${name}.tar`);
-    await must('tar', ['--null', '-T', '-', '-cf', tarball], { cwd: REPO, input: listed.join('\0') + '\0' });
-    const dir = p(`root/${name}`);
-    mkdirSync(dir, { recursive: true });
-    await must('tar', ['-xf', tarball, '-C', dir, '--no-same-owner']);
-    for (const [file, text] of Object.entries(extra)) writeFileSync(join(dir, file), text);
-    return `/root/${name}`;
-  }
+  const unpackSources = (name: string, extra: Record<string, string> = {}): Promise<string> => unpackInto(work, root, name, extra);
 
   /** Starts the unit's ExecStart as its User, with its EnvironmentFile, inside the namespace. */
   async function startService(): Promise<{ pid: number; stop: () => Promise<number | null>; logs: () => string }> {
@@ -174,27 +160,10 @@ describe('scripts/install.sh on a clean Debian 12 (debootstrap minbase, chroot)'
     }
     assert.equal(process.getuid?.(), 0, 'the install test needs root (debootstrap, chroot, mount, unshare)');
 
-    mkdirSync(APT_CACHE, { recursive: true });
-    mkdirSync(join(CACHE, 'npm'), { recursive: true });
     work = mkdtempSync('/var/tmp/careflow-install-test-');
     root = join(work, 'root');
     mkdirSync(root);
-
-    const cached = existsSync(ROOTFS_TAR) && (await sh('zstd', ['-q', '-t', ROOTFS_TAR], { timeoutMs: 2 * MINUTE })).code === 0;
-    if (cached) {
-      await timed('unpack the cached Debian 12 root file system', () =>
-        must('tar', ['--zstd', '--numeric-owner', '-xpf', ROOTFS_TAR, '-C', root], { timeoutMs: 5 * MINUTE }));
-    } else {
-      const mirror = debianMirror(SUITE);
-      await timed(`debootstrap --variant=minbase ${SUITE} (${mirror})`, () =>
-        must('debootstrap', ['--variant=minbase', SUITE, root, mirror], { timeoutMs: 20 * MINUTE }));
-      assert.deepEqual(mountsUnder(root), [], 'debootstrap left mounts behind');
-      const tmp = `${ROOTFS_TAR}.${process.pid}.tmp`;
-      await timed('cache the root file system', () =>
-        must('tar', ['--zstd', '--numeric-owner', '-cpf', tmp, '-C', root, '.'], { timeoutMs: 10 * MINUTE }));
-      renameSync(tmp, ROOTFS_TAR); // complete only once renamed
-    }
-    assert.ok(existsSync(p('etc/debian_version')), 'not a Debian root file system');
+    await prepareRoot(root, timed);
 
     const mount = async (args: string[], target: string): Promise<void> => {
       mkdirSync(target, { recursive: true });
@@ -204,11 +173,8 @@ describe('scripts/install.sh on a clean Debian 12 (debootstrap minbase, chroot)'
     await mount(['-t', 'proc', 'proc'], p('proc'));
     await mount(['--bind', '/dev'], p('dev'));
     await must('mount', ['-o', 'remount,bind,ro', p('dev')]); // nothing in the chroot can delete the host's /dev
-    // The .deb files apt fetched in earlier runs, copied in (not bound: two runs at once would
-    // fight over apt's lock in a shared folder); the new ones are copied back after the install.
-    mkdirSync(p('var/cache/apt/archives/partial'), { recursive: true });
-    for (const f of readdirSync(APT_CACHE).filter((n) => n.endsWith('.deb'))) copyFileSync(join(APT_CACHE, f), p(`var/cache/apt/archives/${f}`));
-    await mount(['--bind', join(CACHE, 'npm')], p('var/cache/careflow-npm'));
+    seedAptCache(root);
+    await mount(['--bind', NPM_CACHE], p('var/cache/careflow-npm'));
     chrootEnv = [...await registryAccess(root, REPO), 'npm_config_cache=/var/cache/careflow-npm'];
     ns = await Netns.create();
   }, { timeout: 30 * MINUTE });
@@ -239,11 +205,7 @@ describe('scripts/install.sh on a clean Debian 12 (debootstrap minbase, chroot)'
   it('installs from a release tarball: Debian prerequisites, Node.js 24 from npm, the app in /opt/careflow/<version>', { timeout: 20 * MINUTE }, async () => {
     const src = await unpackSources('careflow-src-1');
     const out = await timed('first install (apt-get nodejs npm, npm ci, build, prune)', () => installer(src));
-    for (const f of readdirSync(p('var/cache/apt/archives')).filter((n) => n.endsWith('.deb') && !existsSync(join(APT_CACHE, n)))) {
-      const tmp = join(APT_CACHE, `.${f}.${process.pid}.tmp`);
-      copyFileSync(p(`var/cache/apt/archives/${f}`), tmp);
-      renameSync(tmp, join(APT_CACHE, f));
-    }
+    saveAptCache(root);
     assert.match(out, /installing the prerequisites from the distribution: .*nodejs npm/);
     assert.match(out, /\+ npm ci /);
     assert.match(out, /\+ npm prune --omit=dev/);
