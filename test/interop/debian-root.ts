@@ -6,7 +6,7 @@
 // deleted).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const MINUTE = 60_000;
@@ -16,6 +16,8 @@ export const CACHE = '/var/cache/careflow-test';
 const ROOTFS_TAR = join(CACHE, 'bookworm-rootfs.tar.zst');
 const APT_CACHE = join(CACHE, 'apt-archives');
 export const NPM_CACHE = join(CACHE, 'npm');
+/** Where NPM_CACHE appears inside the root file system. */
+export const NPM_INSIDE = '/var/cache/careflow-npm';
 const SUITE = 'bookworm';
 
 // ---------------------------------------------------------------- commands
@@ -138,6 +140,46 @@ export function processesIn(root: string): number[] {
 }
 
 // ---------------------------------------------------------------- the root file system
+
+/** Fails with the install command when a tool is missing, or when not root. */
+export function requireTools(tools: ReadonlyArray<readonly [command: string, debianPackage: string]>): void {
+  const missing = tools.filter(([cmd]) => !hasCommand(cmd));
+  if (missing.length > 0) {
+    assert.fail(`missing ${missing.map(([c]) => c).join(', ')}: apt-get install -y --no-install-recommends ${[...new Set(missing.map(([, pkg]) => pkg))].join(' ')}`);
+  }
+  assert.equal(process.getuid?.(), 0, 'this test needs root (debootstrap, chroot, mount)');
+}
+
+/**
+ * What a chroot needs, mounted under `root`: proc, the host's /dev bound read-only (nothing
+ * inside can delete it), npm's cache at NPM_INSIDE. Returns the mount points, innermost last.
+ */
+export async function chrootMounts(root: string): Promise<string[]> {
+  const done: string[] = [];
+  const mount = async (args: string[], target: string): Promise<void> => {
+    mkdirSync(target, { recursive: true });
+    await must('mount', [...args, target]);
+    done.push(target);
+  };
+  await mount(['-t', 'proc', 'proc'], join(root, 'proc'));
+  await mount(['--bind', '/dev'], join(root, 'dev'));
+  await must('mount', ['-o', 'remount,bind,ro', join(root, 'dev')]);
+  await mount(['--bind', NPM_CACHE], join(root, NPM_INSIDE));
+  return done;
+}
+
+/**
+ * Undoes `mounts` (last first; lazily when busy) and deletes `work` only when nothing is
+ * mounted under it any more (the host's /dev was bound there). Returns what is still mounted.
+ */
+export async function cleanUp(work: string, mounts: readonly string[]): Promise<string[]> {
+  for (const target of [...mounts].reverse()) {
+    if ((await sh('umount', [target])).code !== 0) await sh('umount', ['-l', target]);
+  }
+  const left = work === '' ? [] : mountsUnder(work);
+  if (left.length === 0 && work !== '') rmSync(work, { recursive: true, force: true });
+  return left;
+}
 
 /**
  * A clean Debian 12 minbase in `root` (an empty directory): unpacked from the cache, or made

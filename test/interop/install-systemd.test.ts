@@ -13,17 +13,16 @@
 // host's network as in install.test.ts. The booted container has no way out; the upgrade in
 // it installs from npm's cache (npm_config_offline) filled by the first install.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, appendFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
-  hasCommand, MINUTE, mountsUnder, must, NPM_CACHE, prepareRoot, processesIn, registryAccess, REPO, saveAptCache, seedAptCache, sh,
-  unpackSources,
+  chrootMounts, cleanUp, MINUTE, must, NPM_CACHE, NPM_INSIDE, prepareRoot, processesIn, registryAccess, REPO, requireTools, saveAptCache,
+  seedAptCache, sh, unpackSources,
 } from './debian-root.ts';
-import { BootedRoot, NSPAWN, NSPAWN_INSTALL } from './nspawn.ts';
+import { BootedRoot, NSPAWN } from './nspawn.ts';
 
 const PROBE = join(REPO, 'test', 'interop', 'install-probe.ts');
-const NPM_INSIDE = '/var/cache/careflow-npm';
 
 interface Probe { options: { status: number }; web: { status: number; html: boolean }; register?: number[] }
 
@@ -80,24 +79,12 @@ describe('scripts/install.sh under a real systemd (Debian 12 booted with systemd
   const journal = async (): Promise<string> => (await box?.exec(['journalctl', '-u', 'careflow', '--no-pager', '-n', '60']))?.out ?? '';
 
   before(async () => {
-    const tools: Array<[string, string]> = [[NSPAWN, 'systemd-container'], ['debootstrap', 'debootstrap'], ['zstd', 'zstd'], ['nsenter', 'util-linux'], ['git', 'git'], ['npm', 'npm']];
-    const missing = tools.filter(([cmd]) => !hasCommand(cmd));
-    if (missing.length > 0) assert.fail(`missing ${missing.map(([c]) => c).join(', ')}: apt-get install -y --no-install-recommends ${missing.map(([, pkg]) => pkg).join(' ')} (${NSPAWN_INSTALL})`);
-    assert.equal(process.getuid?.(), 0, 'this test needs root (debootstrap, chroot, systemd-nspawn)');
-
+    requireTools([[NSPAWN, 'systemd-container'], ['debootstrap', 'debootstrap'], ['zstd', 'zstd'], ['nsenter', 'util-linux'], ['git', 'git'], ['npm', 'npm']]);
     work = mkdtempSync('/var/tmp/careflow-systemd-test-');
     root = join(work, 'root');
     mkdirSync(root);
     await prepareRoot(root, timed);
-    const mount = async (args: string[], target: string): Promise<void> => {
-      mkdirSync(target, { recursive: true });
-      await must('mount', [...args, target]);
-      mounts.push(target);
-    };
-    await mount(['-t', 'proc', 'proc'], p('proc'));
-    await mount(['--bind', '/dev'], p('dev'));
-    await must('mount', ['-o', 'remount,bind,ro', p('dev')]);
-    await mount(['--bind', NPM_CACHE], p(NPM_INSIDE.slice(1)));
+    mounts.push(...await chrootMounts(root));
     seedAptCache(root);
     registry = await registryAccess(root, REPO);
     await timed('apt-get install systemd systemd-sysv dbus', async () => {
@@ -111,16 +98,14 @@ describe('scripts/install.sh under a real systemd (Debian 12 booted with systemd
     appendFileSync(p('etc/careflow/careflow.env'), '\nCAREFLOW_DOMAIN=127.0.0.1\n');
     alice = JSON.parse(await chroot(['careflow', 'user', 'add', '--name', 'Alice Systemd', '--json'])) as typeof alice;
     assert.deepEqual(processesIn(root), [], 'the install left processes in the chroot');
-    for (const target of mounts.splice(0).reverse()) await must('umount', [target]);
+    for (const target of mounts.splice(0).reverse()) await must('umount', [target]); // systemd-nspawn mounts its own
     box = await timed('boot with systemd-nspawn', () => BootedRoot.boot(root, { machine: `careflow-test-${process.pid}`, binds: [[NPM_CACHE, NPM_INSIDE]] }));
   }, { timeout: 25 * MINUTE });
 
   after(async () => {
     if (box !== undefined) await box.poweroff().catch((e: unknown) => console.log(`# install-systemd: ${String(e)}`));
     for (const pid of root === '' ? [] : processesIn(root)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    for (const target of mounts.reverse()) if ((await sh('umount', [target])).code !== 0) await sh('umount', ['-l', target]);
-    const left = work === '' ? [] : mountsUnder(work);
-    if (left.length === 0 && work !== '') rmSync(work, { recursive: true, force: true });
+    const left = await cleanUp(work, mounts);
     assert.deepEqual(left, [], `mounts left behind under ${work}`);
   });
 

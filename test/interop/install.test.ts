@@ -24,13 +24,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
 import {
-  appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync,
+  appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
-  hasCommand, MINUTE, mountsUnder, must, NPM_CACHE, prepareRoot, processesIn, registryAccess, REPO, saveAptCache, seedAptCache, sh,
-  type Result, unpackSources as unpackInto,
+  chrootMounts, cleanUp, hasCommand, MINUTE, NPM_INSIDE, prepareRoot, processesIn, registryAccess, REPO, requireTools, saveAptCache,
+  seedAptCache, sh, type Result, unpackSources as unpackInto,
 } from './debian-root.ts';
 import { Netns } from './netns.ts';
 import { stopper } from './processes.ts';
@@ -150,32 +150,19 @@ describe('scripts/install.sh on a clean Debian 12 (debootstrap minbase, chroot)'
   }
 
   before(async () => {
-    const tools: Array<[string, string]> = [
+    requireTools([
       ['debootstrap', 'debootstrap'], ['zstd', 'zstd'], ['tar', 'tar'], ['chroot', 'coreutils'], ['unshare', 'util-linux'],
       ['nsenter', 'util-linux'], ['mount', 'mount'], ['ip', 'iproute2'], ['git', 'git'], ['npm', 'npm'],
-    ];
-    const missing = tools.filter(([cmd]) => !hasCommand(cmd));
-    if (missing.length > 0) {
-      assert.fail(`missing ${missing.map(([c]) => c).join(', ')}: apt-get install -y --no-install-recommends ${[...new Set(missing.map(([, pkg]) => pkg))].join(' ')}`);
-    }
-    assert.equal(process.getuid?.(), 0, 'the install test needs root (debootstrap, chroot, mount, unshare)');
+    ]);
 
     work = mkdtempSync('/var/tmp/careflow-install-test-');
     root = join(work, 'root');
     mkdirSync(root);
     await prepareRoot(root, timed);
 
-    const mount = async (args: string[], target: string): Promise<void> => {
-      mkdirSync(target, { recursive: true });
-      await must('mount', [...args, target]);
-      mounts.push(target);
-    };
-    await mount(['-t', 'proc', 'proc'], p('proc'));
-    await mount(['--bind', '/dev'], p('dev'));
-    await must('mount', ['-o', 'remount,bind,ro', p('dev')]); // nothing in the chroot can delete the host's /dev
+    mounts.push(...await chrootMounts(root));
     seedAptCache(root);
-    await mount(['--bind', NPM_CACHE], p('var/cache/careflow-npm'));
-    chrootEnv = [...await registryAccess(root, REPO), 'npm_config_cache=/var/cache/careflow-npm'];
+    chrootEnv = [...await registryAccess(root, REPO), `npm_config_cache=${NPM_INSIDE}`];
     ns = await Netns.create();
   }, { timeout: 30 * MINUTE });
 
@@ -187,17 +174,10 @@ describe('scripts/install.sh on a clean Debian 12 (debootstrap minbase, chroot)'
         console.log(`# install test: killing PID ${pid}, left in the chroot`);
         try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
       }
-      for (const target of [...mounts].reverse()) {
-        if ((await sh('umount', [target])).code !== 0) await sh('umount', ['-l', target]);
-      }
     }
-    const left = work === '' ? [] : mountsUnder(work);
-    if (left.length > 0) {
-      // Never delete a tree with something mounted in it (the host's /dev is bound there).
-      console.log(`# install test: still mounted, ${work} kept: ${left.join(', ')}`);
-    } else if (work !== '') {
-      rmSync(work, { recursive: true, force: true });
-    }
+    const left = await cleanUp(work, root === '' ? [] : mounts);
+    // Never delete a tree with something mounted in it (the host's /dev is bound there).
+    if (left.length > 0) console.log(`# install test: still mounted, ${work} kept: ${left.join(', ')}`);
     if (timings.length > 0) console.log(`# install test timings:\n#   ${timings.join('\n#   ')}`);
     assert.deepEqual(left, [], 'mounts left behind');
   });
