@@ -24,9 +24,13 @@
 #                      cached as /var/cache/careflow-test/bookworm-rootfs.tar.zst (test/interop/install.test.ts)
 #   systemd-container  systemd-nspawn boots that root under its own systemd, so the installed unit
 #                      runs under a real init (test/interop/install-systemd.test.ts)
+#   qemu-user-static, binfmt-support  arm64 programs on x86_64: the installer in a Debian 12
+#                      arm64 root file system (test/interop/install-arm64.test.ts)
+#   buildah, podman    deploy/Dockerfile built and run without a Docker engine, for amd64 and
+#                      arm64 (test/interop/container-image.test.ts)
 set -euo pipefail
 
-packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble kamailio fonts-dejavu-core nftables ufw debootstrap zstd systemd-container})
+packages=(${TEST_APT_PACKAGES:-sip-tester baresip-core sox linphone-cli iproute2 util-linux openssl chromium coturn rtpengine-daemon pebble kamailio fonts-dejavu-core nftables ufw debootstrap zstd systemd-container qemu-user-static binfmt-support buildah podman})
 # Node: the project pins Node 24 through the npm package `node@24` (node_modules/.bin/node);
 # Debian's nodejs/npm are only the bootstrap that runs `npm ci`, so they are installed
 # only when there is no npm at all.

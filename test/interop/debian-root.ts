@@ -13,7 +13,6 @@ export const MINUTE = 60_000;
 export const REPO = resolve(import.meta.dirname, '..', '..');
 /** Kept between runs: the root file system, the .deb files apt fetched, npm's cache. */
 export const CACHE = '/var/cache/careflow-test';
-const ROOTFS_TAR = join(CACHE, 'bookworm-rootfs.tar.zst');
 const APT_CACHE = join(CACHE, 'apt-archives');
 export const NPM_CACHE = join(CACHE, 'npm');
 /** Where NPM_CACHE appears inside the root file system. */
@@ -182,10 +181,26 @@ export async function cleanUp(work: string, mounts: readonly string[]): Promise<
 }
 
 /**
- * A clean Debian 12 minbase in `root` (an empty directory): unpacked from the cache, or made
- * by debootstrap and then cached (complete only once renamed into place).
+ * arm64 programs on x86_64: qemu-aarch64 registered with binfmt_misc, with flag F (the
+ * emulator is opened at registration, so it also works inside a chroot or a container).
  */
-export async function prepareRoot(root: string, timed: <T>(what: string, fn: () => Promise<T>) => Promise<T>): Promise<void> {
+export async function enableArm64Emulation(): Promise<void> {
+  const binfmt = '/proc/sys/fs/binfmt_misc';
+  const qemu = `${binfmt}/qemu-aarch64`;
+  if (!existsSync(`${binfmt}/status`)) await must('mount', ['-t', 'binfmt_misc', 'binfmt_misc', binfmt]);
+  if (!existsSync(qemu)) await must('update-binfmts', ['--enable', 'qemu-aarch64']);
+  const entry = readFileSync(qemu, 'utf8');
+  assert.match(entry, /^enabled$/m, `qemu-aarch64 is registered but disabled:\n${entry}`);
+  assert.match(entry, /^flags: .*F/m, `qemu-aarch64 lacks binfmt flag F, so it cannot run inside a chroot:\n${entry}`);
+}
+
+/**
+ * A clean Debian 12 minbase in `root` (an empty directory): unpacked from the cache, or made
+ * by debootstrap and then cached (complete only once renamed into place). A foreign `arch`
+ * (arm64 on x86_64) needs qemu-user-static registered with binfmt_misc (install-arm64.test.ts).
+ */
+export async function prepareRoot(root: string, timed: <T>(what: string, fn: () => Promise<T>) => Promise<T>, arch?: 'arm64'): Promise<void> {
+  const ROOTFS_TAR = join(CACHE, arch === undefined ? 'bookworm-rootfs.tar.zst' : `bookworm-${arch}-rootfs.tar.zst`);
   mkdirSync(APT_CACHE, { recursive: true });
   mkdirSync(NPM_CACHE, { recursive: true });
   const cached = existsSync(ROOTFS_TAR) && (await sh('zstd', ['-q', '-t', ROOTFS_TAR], { timeoutMs: 2 * MINUTE })).code === 0;
@@ -194,8 +209,9 @@ export async function prepareRoot(root: string, timed: <T>(what: string, fn: () 
       must('tar', ['--zstd', '--numeric-owner', '-xpf', ROOTFS_TAR, '-C', root], { timeoutMs: 5 * MINUTE }));
   } else {
     const mirror = debianMirror(SUITE);
-    await timed(`debootstrap --variant=minbase ${SUITE} (${mirror})`, () =>
-      must('debootstrap', ['--variant=minbase', SUITE, root, mirror], { timeoutMs: 20 * MINUTE }));
+    const archArgs = arch === undefined ? [] : [`--arch=${arch}`];
+    await timed(`debootstrap ${archArgs.join(' ')} --variant=minbase ${SUITE} (${mirror})`, () =>
+      must('debootstrap', [...archArgs, '--variant=minbase', SUITE, root, mirror], { timeoutMs: 30 * MINUTE }));
     assert.deepEqual(mountsUnder(root), [], 'debootstrap left mounts behind');
     const tmp = `${ROOTFS_TAR}.${process.pid}.tmp`;
     await timed('cache the root file system', () =>

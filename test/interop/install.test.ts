@@ -22,7 +22,6 @@
 // the work folder is deleted only once nothing is mounted under it; the server and any
 // process left inside the chroot are stopped by PID.
 import assert from 'node:assert/strict';
-import { type ChildProcess } from 'node:child_process';
 import {
   appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync,
 } from 'node:fs';
@@ -32,29 +31,10 @@ import {
   chrootMounts, cleanUp, hasCommand, MINUTE, NPM_INSIDE, prepareRoot, processesIn, registryAccess, REPO, requireTools, saveAptCache,
   seedAptCache, sh, type Result, unpackSources as unpackInto,
 } from './debian-root.ts';
+import { envFileVars, type Probe, probe as probeIn, type RunningService, startUnit, uidOf, unitSettings } from './installed-service.ts';
 import { Netns } from './netns.ts';
-import { stopper } from './processes.ts';
 
-const PROBE = join(REPO, 'test', 'interop', 'install-probe.ts');
 const CHROOT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const READY = 'careflow: listening';
-
-// ---------------------------------------------------------------- the unit and the env file
-
-function unitSettings(text: string): Map<string, string[]> {
-  const m = new Map<string, string[]>();
-  for (const line of text.split('\n')) {
-    const kv = /^([A-Za-z]+)=(.*)$/.exec(line.trim());
-    if (kv?.[1] === undefined || kv[2] === undefined) continue;
-    m.set(kv[1], [...(m.get(kv[1]) ?? []), kv[2]]);
-  }
-  return m;
-}
-
-/** KEY=value lines, as systemd's EnvironmentFile= reads this file (no quoting in it). */
-function envFileVars(text: string): string[] {
-  return text.split('\n').map((l) => l.trim()).filter((l) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(l));
-}
 
 // ---------------------------------------------------------------- the test
 
@@ -103,51 +83,20 @@ describe('scripts/install.sh on a clean Debian 12 (debootstrap minbase, chroot)'
 
   const unpackSources = (name: string, extra: Record<string, string> = {}): Promise<string> => unpackInto(work, root, name, extra);
 
-  /** Starts the unit's ExecStart as its User, with its EnvironmentFile, inside the namespace. */
-  async function startService(): Promise<{ pid: number; stop: () => Promise<number | null>; logs: () => string }> {
+  /** The unit's ExecStart as its User, with its EnvironmentFile, inside the namespace. */
+  async function startService(): Promise<RunningService> {
     assert.ok(ns !== undefined);
-    const unit = unitSettings(readFileSync(p('etc/systemd/system/careflow.service'), 'utf8'));
-    const one = (key: string): string => {
-      const v = unit.get(key);
-      assert.ok(v?.length === 1 && v[0] !== undefined, `the unit has no single ${key}=`);
-      return v[0];
-    };
-    const envVars = envFileVars(readFileSync(p(one('EnvironmentFile').replace(/^-/, '')), 'utf8'));
-    const child: ChildProcess = ns.spawn('chroot', [
-      root, 'env', '-i', '-C', one('WorkingDirectory'), 'PATH=/usr/bin:/bin', ...envVars,
-      'setpriv', `--reuid=${one('User')}`, `--regid=${one('Group')}`, '--init-groups', '--', ...one('ExecStart').split(/\s+/),
-    ]);
-    const pid = child.pid ?? -1;
-    let logs = '';
-    let exitCode: number | null | undefined;
-    const exited = new Promise<number | null>((res) => child.once('exit', (code) => { exitCode = code; res(code); }));
-    const stop = stopper(pid, exited, () => exitCode);
-    servers.add(stop);
-    await new Promise<void>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`the service did not print "${READY}" within 30 s:\n${logs}`)), 30_000);
-      const check = (d: Buffer): void => {
-        logs += d.toString();
-        if (logs.includes(READY)) { clearTimeout(timer); res(); }
-      };
-      child.stdout?.on('data', check);
-      child.stderr?.on('data', (d: Buffer) => void (logs += d.toString()));
-      child.once('exit', (code) => { clearTimeout(timer); rej(new Error(`the service exited (${code}) before it was ready:\n${logs}`)); });
-    });
-    // nsenter, chroot, env and setpriv exec one another: the PID is the server's own.
-    const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    assert.equal(Number(uid), careflowIds().uid, 'the service does not run as the careflow user');
-    assert.match(readlinkSync(`/proc/${pid}/exe`), /\/node$/);
-    return { pid, stop: async () => { const c = await stop(); servers.delete(stop); return c; }, logs: () => logs };
+    const server = await startUnit(root, ns);
+    servers.add(server.stop);
+    assert.equal(uidOf(server.pid), careflowIds().uid, 'the service does not run as the careflow user');
+    assert.match(readlinkSync(`/proc/${server.pid}/exe`), /\/node$/);
+    return { ...server, stop: async () => { const c = await server.stop(); servers.delete(server.stop); return c; } };
   }
 
-  interface Probe { options: { status: number; allow: string }; web: { status: number; type: string; html: boolean }; register?: number[] }
-  function probe(user?: { sipUsername: string; password: string }): Probe {
+  const probe = (user?: { sipUsername: string; password: string }): Probe => {
     assert.ok(ns !== undefined);
-    const args = [PROBE, '5060', '8080', '127.0.0.1', ...(user === undefined ? [] : [user.sipUsername, user.password])];
-    const r = ns.run(process.execPath, args, { timeoutMs: 30_000 });
-    assert.equal(r.status, 0, `the probe failed:\n${r.stdout}${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Probe;
-  }
+    return probeIn(ns, user);
+  };
 
   before(async () => {
     requireTools([
