@@ -5,7 +5,6 @@ import { setFlagsFromString } from 'node:v8';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../logger.ts';
 import { startServer } from '../server.ts';
-import { IdleGc } from './idle-gc.ts';
 
 export async function runServe(config: Config): Promise<void> {
   // A small server's memory is its budget (a 1 GB VM, a Raspberry Pi): let V8 keep its heap
@@ -17,11 +16,6 @@ export async function runServe(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   logger.info(`careflow: memory mode ${small ? 'small (V8 --optimize-for-size)' : 'fast'} (CAREFLOW_MEMORY_MODE=${config.memoryMode})`);
   const server = await startServer(config, logger);
-  // Small mode also gives a burst's memory back once the server is quiet (src/cli/idle-gc.ts).
-  const idleGc = small
-    ? new IdleGc({ onCollect: (before, after, ms) => logger.debug(`idle GC: heap ${mib(before)} -> ${mib(after)} MiB in ${ms.toFixed(0)} ms`) })
-    : undefined;
-  idleGc?.start();
   const h = config.http.listen.host === '0.0.0.0' ? '127.0.0.1' : config.http.listen.host;
   process.stdout.write(
     [
@@ -37,7 +31,6 @@ export async function runServe(config: Config): Promise<void> {
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
       logger.info(`careflow: ${signal} received, stopping`);
-      idleGc?.stop();
       const force = setTimeout(() => process.exit(1), 10_000);
       force.unref();
       server.stop().then(resolve, (e: unknown) => {
@@ -48,8 +41,4 @@ export async function runServe(config: Config): Promise<void> {
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
-}
-
-function mib(bytes: number): string {
-  return (bytes / 1024 / 1024).toFixed(1);
 }
