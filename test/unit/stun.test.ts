@@ -1,4 +1,4 @@
-// The doctor's STUN/TURN client (src/deploy/stun.ts): the RFC 5769 test vectors, encoding
+// The STUN codec (src/stun/message.ts) and the doctor's STUN/TURN client (src/deploy/stun.ts): the RFC 5769 test vectors, encoding
 // with MESSAGE-INTEGRITY and FINGERPRINT, ICE URLs, and the client against small in-process
 // servers on 127.0.0.1 (a lost datagram retransmitted, TCP framing split across writes, the
 // TURN long-term credential exchange). coturn itself is test/interop/doctor.test.ts.
@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server } from 'node:net';
 import { after, describe, it } from 'node:test';
+import { parseIceUrl, stunBinding, turnAllocate } from '../../src/deploy/stun.ts';
 import {
-  STUN_ATTR, STUN_TYPE, decodeStun, encodeStun, errorCode, getAttribute, longTermKey, newTransactionId, parseIceUrl, stunBinding,
-  turnAllocate, verifyFingerprint, verifyIntegrity, xorAddress, type StunAttribute, type StunMessage,
-} from '../../src/deploy/stun.ts';
+  STUN_ATTR, STUN_TYPE, decodeStun, encodeStun, errorCode, getAttribute, longTermKey, newTransactionId, verifyFingerprint, verifyIntegrity,
+  xorAddress, type StunAttribute, type StunMessage,
+} from '../../src/stun/message.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
