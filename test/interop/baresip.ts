@@ -304,6 +304,112 @@ const STATUS_LINE = /\[\d+:\d\d:\d\d\] audio=\S* \(bit\/s\)\s*/g;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * baresip's ctrl_tcp protocol: netstrings of JSON, events pushed by baresip, commands answered
+ * by token. Bytes come in through feed() and go out through the writer given to attach(), so
+ * the same client serves a TCP socket on loopback and a pipe into another network namespace.
+ */
+export class BaresipControl {
+  readonly events: BaresipEvent[] = [];
+  readonly #name: string;
+  readonly #log: (line: string) => void;
+  readonly #waiters = new Set<() => void>();
+  readonly #pending = new Map<string, (r: BaresipResponse) => void>();
+  #write: ((b: Buffer) => void) | undefined;
+  #rx = Buffer.alloc(0);
+  #seq = 0;
+
+  constructor(name: string, log: (line: string) => void) {
+    this.#name = name;
+    this.#log = log;
+  }
+
+  attach(write: (b: Buffer) => void): void {
+    this.#write = write;
+  }
+
+  feed(d: Buffer): void {
+    this.#rx = Buffer.concat([this.#rx, d]);
+    for (;;) {
+      const colon = this.#rx.indexOf(0x3a);
+      if (colon < 0) return;
+      const lenText = this.#rx.toString('ascii', 0, colon);
+      if (!/^\d{1,9}$/.test(lenText)) {
+        this.#log(`\n[driver] ctrl_tcp framing error near ${JSON.stringify(this.#rx.toString('utf8', 0, 80))}\n`);
+        this.#rx = Buffer.alloc(0);
+        return;
+      }
+      const len = Number(lenText);
+      if (this.#rx.length < colon + 1 + len + 1) return;
+      const payload = this.#rx.toString('utf8', colon + 1, colon + 1 + len);
+      this.#rx = this.#rx.subarray(colon + 1 + len + 1);
+      this.#onMessage(payload);
+    }
+  }
+
+  #onMessage(text: string): void {
+    let msg: Record<string, unknown>;
+    try { msg = JSON.parse(text) as Record<string, unknown>; } catch {
+      this.#log(`\n[driver] ctrl_tcp sent non-JSON: ${text}\n`);
+      return;
+    }
+    const str = (k: string): string | undefined => (typeof msg[k] === 'string' ? msg[k] : undefined);
+    if (msg['event'] === true) {
+      const e: BaresipEvent = { type: str('type') ?? '?', raw: msg, index: this.events.length };
+      for (const k of ['class', 'accountaor', 'direction', 'peeruri', 'id', 'param'] as const) {
+        const v = str(k);
+        if (v !== undefined) e[k] = v;
+      }
+      this.events.push(e);
+      for (const w of [...this.#waiters]) w();
+    } else if (msg['response'] === true) {
+      const token = str('token') ?? '';
+      const r = this.#pending.get(token);
+      if (r !== undefined) {
+        this.#pending.delete(token);
+        r({ ok: msg['ok'] === true, data: str('data') ?? '', raw: msg });
+      }
+    }
+  }
+
+  /** Sends a command; resolves with its response (bounded). */
+  command(command: string, params?: string, timeoutMs = 5000): Promise<BaresipResponse> {
+    const write = this.#write;
+    if (write === undefined) return Promise.reject(new Error(`${this.#name}: ctrl_tcp not connected`));
+    const token = `t${++this.#seq}`;
+    return new Promise<BaresipResponse>((res, rej) => {
+      const t = setTimeout(() => {
+        this.#pending.delete(token);
+        rej(new Error(`${this.#name}: no ctrl_tcp response to ${command} ${params ?? ''} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(token, (r) => { clearTimeout(t); res(r); });
+      write(netstring(JSON.stringify({ command, ...(params !== undefined ? { params } : {}), token })));
+    });
+  }
+
+  /** The first event at index >= `from` that matches (bounded). */
+  waitEvent(what: string, match: (e: BaresipEvent) => boolean, timeoutMs = 10_000, from = 0): Promise<BaresipEvent> {
+    return new Promise<BaresipEvent>((res, rej) => {
+      let timer: NodeJS.Timeout | undefined;
+      const check = (): void => {
+        const hit = this.events.slice(from).find(match);
+        if (hit !== undefined) {
+          clearTimeout(timer);
+          this.#waiters.delete(check);
+          res(hit);
+        }
+      };
+      timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        rej(new Error(`${this.#name}: no event "${what}" within ${timeoutMs} ms (events since #${from}: ` +
+          `${this.events.slice(from).map((e) => e.type).join(', ') || 'none'})`));
+      }, timeoutMs);
+      this.#waiters.add(check);
+      check();
+    });
+  }
+}
+
 export async function startBaresip(opts: BaresipOptions): Promise<BaresipUa> {
   requireBaresip();
   const dir = mkdtempSync(join(tmpdir(), `careflow-baresip-${opts.name.replace(/[^A-Za-z0-9]/g, '')}-`));
@@ -331,99 +437,24 @@ export async function startBaresip(opts: BaresipOptions): Promise<BaresipUa> {
     res();
   }));
 
-  const events: BaresipEvent[] = [];
-  const waiters = new Set<() => void>();
-  const pending = new Map<string, (r: BaresipResponse) => void>();
+  const ctl = new BaresipControl(opts.name, append);
   let socket: Socket | undefined;
-  let rx = Buffer.alloc(0);
-  let tokenSeq = 0;
-
-  const onMessage = (text: string): void => {
-    let msg: Record<string, unknown>;
-    try { msg = JSON.parse(text) as Record<string, unknown>; } catch {
-      append(`\n[driver] ctrl_tcp sent non-JSON: ${text}\n`);
-      return;
-    }
-    if (msg['event'] === true) {
-      const str = (k: string): string | undefined => (typeof msg[k] === 'string' ? msg[k] : undefined);
-      const e: BaresipEvent = { type: str('type') ?? '?', raw: msg, index: events.length };
-      for (const k of ['class', 'accountaor', 'direction', 'peeruri', 'id', 'param'] as const) {
-        const v = str(k);
-        if (v !== undefined) e[k] = v;
-      }
-      events.push(e);
-      for (const w of [...waiters]) w();
-    } else if (msg['response'] === true) {
-      const token = typeof msg['token'] === 'string' ? msg['token'] : '';
-      const r = pending.get(token);
-      if (r !== undefined) {
-        pending.delete(token);
-        r({ ok: msg['ok'] === true, data: typeof msg['data'] === 'string' ? msg['data'] : '', raw: msg });
-      }
-    }
-  };
-  const onData = (d: Buffer): void => {
-    rx = Buffer.concat([rx, d]);
-    for (;;) {
-      const colon = rx.indexOf(0x3a);
-      if (colon < 0) return;
-      const lenText = rx.toString('ascii', 0, colon);
-      if (!/^\d{1,9}$/.test(lenText)) {
-        append(`\n[driver] ctrl_tcp framing error near ${JSON.stringify(rx.toString('utf8', 0, 80))}\n`);
-        rx = Buffer.alloc(0);
-        return;
-      }
-      const len = Number(lenText);
-      if (rx.length < colon + 1 + len + 1) return;
-      const payload = rx.toString('utf8', colon + 1, colon + 1 + len);
-      rx = rx.subarray(colon + 1 + len + 1);
-      onMessage(payload);
-    }
-  };
 
   let stopping: Promise<void> | undefined;
   const ua: BaresipUa = {
-    name: opts.name, pid, dir, recordDir, sipPort, ctrlPort, accountLine: line, events,
+    name: opts.name, pid, dir, recordDir, sipPort, ctrlPort, accountLine: line, events: ctl.events,
     command(command, params, timeoutMs = 5000) {
-      const s = socket;
-      if (s === undefined || s.destroyed) return Promise.reject(new Error(`${opts.name}: ctrl_tcp not connected`));
-      const token = `t${++tokenSeq}`;
-      return new Promise<BaresipResponse>((res, rej) => {
-        const t = setTimeout(() => {
-          pending.delete(token);
-          rej(new Error(`${opts.name}: no ctrl_tcp response to ${command} ${params ?? ''} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        pending.set(token, (r) => { clearTimeout(t); res(r); });
-        s.write(netstring(JSON.stringify({ command, ...(params !== undefined ? { params } : {}), token })));
-      });
+      if (socket === undefined || socket.destroyed) return Promise.reject(new Error(`${opts.name}: ctrl_tcp not connected`));
+      return ctl.command(command, params, timeoutMs);
     },
-    waitEvent(what, match, timeoutMs = 10_000, from = 0) {
-      return new Promise<BaresipEvent>((res, rej) => {
-        let timer: NodeJS.Timeout | undefined;
-        const check = (): void => {
-          const hit = events.slice(from).find(match);
-          if (hit !== undefined) {
-            clearTimeout(timer);
-            waiters.delete(check);
-            res(hit);
-          }
-        };
-        timer = setTimeout(() => {
-          waiters.delete(check);
-          rej(new Error(`${opts.name}: no event "${what}" within ${timeoutMs} ms (events since #${from}: ` +
-            `${events.slice(from).map((e) => e.type).join(', ') || 'none'})`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
-    },
+    waitEvent: (what, match, timeoutMs = 10_000, from = 0) => ctl.waitEvent(what, match, timeoutMs, from),
     output: () => out,
     describe() {
       return [
         `--- baresip "${opts.name}" pid ${pid} (SIP 127.0.0.1:${sipPort}, ctrl_tcp 127.0.0.1:${ctrlPort}, config ${dir}` +
           `${exitInfo !== undefined ? `, ${exitInfo}` : ''})`,
         `account: ${line.replace(/auth_pass=[^;]*/, 'auth_pass=***')}`,
-        `events: ${events.map((e) => `${e.type}${e.param !== undefined && e.param !== '' ? `(${e.param})` : ''}`).join(', ') || 'none'}`,
+        `events: ${ctl.events.map((e) => `${e.type}${e.param !== undefined && e.param !== '' ? `(${e.param})` : ''}`).join(', ') || 'none'}`,
         `recordings: ${readdirSafe(recordDir).join(', ') || 'none'}`,
         `last 4 KB of output (call status lines removed):\n${out.replace(STATUS_LINE, '').slice(-4096)}`,
       ].join('\n');
@@ -459,7 +490,8 @@ export async function startBaresip(opts: BaresipOptions): Promise<BaresipUa> {
     });
     if (s !== undefined) {
       socket = s;
-      s.on('data', onData);
+      ctl.attach((b) => s.write(b));
+      s.on('data', (d: Buffer) => ctl.feed(d));
       s.on('error', (e) => append(`\n[driver] ctrl_tcp error: ${e.message}\n`));
       break;
     }

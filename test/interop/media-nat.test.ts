@@ -34,7 +34,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { audioStats, type BaresipEvent, configText, makeTone, readWav, requireBaresip } from './baresip.ts';
+import { audioStats, BaresipControl, type BaresipEvent, type BaresipResponse, configText, makeTone, readWav, requireBaresip } from './baresip.ts';
 import { ROOT } from './harness.ts';
 import { Netns } from './netns.ts';
 import { stopper } from './processes.ts';
@@ -295,7 +295,7 @@ interface Phone {
   readonly address: string;
   readonly dir: string;
   readonly events: BaresipEvent[];
-  command(command: string, params?: string, timeoutMs?: number): Promise<{ ok: boolean; data: string; raw: Record<string, unknown> }>;
+  command(command: string, params?: string, timeoutMs?: number): Promise<BaresipResponse>;
   waitEvent(type: string, timeoutMs: number, from: number): Promise<BaresipEvent>;
   /** decoded (received) audio dumps, oldest first */
   received(): string[];
@@ -327,29 +327,7 @@ async function startPhone(ns: Netns, name: string, address: string, user: User, 
   let exitInfo: string | undefined;
   const exited = new Promise<void>((res) => ua.on('exit', (code, signal) => { exitInfo = `exit ${code} signal ${signal}`; LIVE.delete(pid); res(); }));
 
-  const events: BaresipEvent[] = [];
-  const waiters = new Set<() => void>();
-  const pending = new Map<string, (r: { ok: boolean; data: string; raw: Record<string, unknown> }) => void>();
-  let rx = Buffer.alloc(0);
-  let seq = 0;
-  const onMessage = (text: string): void => {
-    let msg: Record<string, unknown>;
-    try { msg = JSON.parse(text) as Record<string, unknown>; } catch { append(`\n[test] ctrl_tcp sent non-JSON: ${text}\n`); return; }
-    const str = (k: string): string | undefined => (typeof msg[k] === 'string' ? msg[k] : undefined);
-    if (msg['event'] === true) {
-      const e: BaresipEvent = { type: str('type') ?? '?', raw: msg, index: events.length };
-      for (const k of ['class', 'accountaor', 'direction', 'peeruri', 'id', 'param'] as const) {
-        const v = str(k);
-        if (v !== undefined) e[k] = v;
-      }
-      events.push(e);
-      for (const w of [...waiters]) w();
-    } else if (msg['response'] === true) {
-      const r = pending.get(str('token') ?? '');
-      pending.delete(str('token') ?? '');
-      r?.({ ok: msg['ok'] === true, data: str('data') ?? '', raw: msg });
-    }
-  };
+  const ctl = new BaresipControl(name, append);
 
   // The ctrl_tcp bridge, once baresip listens (it retries for 10 s by itself).
   const bridge = spawnIn(ns, process.execPath, ['-e', CTRL_BRIDGE, String(PHONE_CTRL_PORT)]);
@@ -357,53 +335,18 @@ async function startPhone(ns: Netns, name: string, address: string, user: User, 
   let bridgeErr = '';
   const bridgeExited = new Promise<void>((res) => bridge.on('exit', () => { LIVE.delete(bridgePid); res(); }));
   bridge.stderr?.setEncoding('utf8').on('data', (d: string) => { bridgeErr += d; });
-  bridge.stdout?.on('data', (d: Buffer) => {
-    rx = Buffer.concat([rx, d]);
-    for (;;) {
-      const colon = rx.indexOf(0x3a);
-      if (colon < 0) return;
-      const len = Number(rx.toString('ascii', 0, colon));
-      if (!Number.isInteger(len)) { append(`\n[test] ctrl_tcp framing error\n`); rx = Buffer.alloc(0); return; }
-      if (rx.length < colon + 2 + len) return;
-      const payload = rx.toString('utf8', colon + 1, colon + 1 + len);
-      rx = rx.subarray(colon + 2 + len);
-      onMessage(payload);
-    }
-  });
+  ctl.attach((b) => bridge.stdin?.write(b));
+  bridge.stdout?.on('data', (d: Buffer) => ctl.feed(d));
 
   let stopping: Promise<void> | undefined;
   const phone: Phone = {
-    name, address, dir, events,
-    command(command, params, timeoutMs = 5000) {
-      const token = `t${++seq}`;
-      const body = Buffer.from(JSON.stringify({ command, ...(params !== undefined ? { params } : {}), token }), 'utf8');
-      return new Promise((res, rej) => {
-        const t = setTimeout(() => { pending.delete(token); rej(new Error(`${name}: no ctrl_tcp answer to ${command} within ${timeoutMs} ms`)); }, timeoutMs);
-        pending.set(token, (r) => { clearTimeout(t); res(r); });
-        bridge.stdin?.write(Buffer.concat([Buffer.from(`${body.length}:`), body, Buffer.from(',')]));
-      });
-    },
-    waitEvent(type, timeoutMs, from) {
-      return new Promise((res, rej) => {
-        const check = (): void => {
-          const hit = events.slice(from).find((e) => e.type === type);
-          if (hit === undefined) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          res(hit);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          rej(new Error(`${name}: no ${type} within ${timeoutMs} ms (events since #${from}: ${events.slice(from).map((e) => e.type).join(', ') || 'none'})`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
-    },
+    name, address, dir, events: ctl.events,
+    command: (command, params, timeoutMs = 5000) => ctl.command(command, params, timeoutMs),
+    waitEvent: (type, timeoutMs, from) => ctl.waitEvent(type, (e) => e.type === type, timeoutMs, from),
     received: () => readdirSafe(recordDir).filter((f) => f.endsWith('-dec.wav')).map((f) => join(recordDir, f)),
     describe: () => [
       `--- baresip ${name} pid ${pid} at ${address}:${PHONE_SIP_PORT} (${dir}${exitInfo !== undefined ? `, ${exitInfo}` : ''})`,
-      `events: ${events.map((e) => e.type).join(', ') || 'none'}; recordings: ${readdirSafe(recordDir).join(', ') || 'none'}`,
+      `events: ${ctl.events.map((e) => e.type).join(', ') || 'none'}; recordings: ${readdirSafe(recordDir).join(', ') || 'none'}`,
       `ctrl bridge: ${bridgeErr.trim() || 'no output'}`,
       `last 3 KB of output:\n${out.replace(STATUS_LINE, '').slice(-3072)}`,
     ].join('\n'),
