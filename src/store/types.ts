@@ -166,8 +166,11 @@ export interface Store {
   /** Bindings not yet expired at `nowMs` (expired rows are deleted on the way). */
   loadBindings(nowMs: number): Promise<BindingRow[]>;
 
-  /** Durable when the promise resolves: survives kill -9 of the process. */
-  insertCall(call: NewCallRow): Promise<CallRow>;
+  /**
+   * Writes finished calls in one transaction, all or none; durable when the promise resolves
+   * (survives kill -9 of the process). Rows come back in order with their ids.
+   */
+  insertCalls(calls: readonly NewCallRow[]): Promise<CallRow[]>;
   /** Newest first. */
   listCalls(query: ListCallsQuery): Promise<CallRow[]>;
 

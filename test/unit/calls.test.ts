@@ -43,6 +43,28 @@ describe('CallLog', () => {
     await store.close();
   });
 
+  it('calls ended in one event-loop turn are committed together; a bad row costs only itself', async () => {
+    const store = new SqliteStore(':memory:');
+    const batches: string[][] = [];
+    // The real store, watched: which rows each insertCalls call (one transaction) carried.
+    const insertCalls = store.insertCalls.bind(store);
+    store.insertCalls = async (rows) => {
+      batches.push(rows.map((r) => r.callId));
+      if (rows.some((r) => r.callId === 'bad')) throw new Error('constraint failed');
+      return insertCalls(rows);
+    };
+    const log = new CallLog(store);
+    const turn = await Promise.all([log.record(call({ callId: 'x1' })), log.record(call({ callId: 'x2' })), log.record(call({ callId: 'x3' }))]);
+    assert.deepEqual(batches, [['x1', 'x2', 'x3']]);
+    assert.deepEqual(turn.map((c) => c.id), [1, 2, 3]);
+    batches.length = 0;
+    const results = await Promise.allSettled([log.record(call({ callId: 'y1' })), log.record(call({ callId: 'bad' })), log.record(call({ callId: 'y2' }))]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.deepEqual(batches, [['y1', 'bad', 'y2'], ['y1'], ['bad'], ['y2']]);
+    assert.deepEqual((await log.list()).map((c) => c.callId), ['y2', 'y1', 'x3', 'x2', 'x1']);
+    await store.close();
+  });
+
   it('a recorded call survives the process being killed without close', async () => {
     const path = join(mkdtempSync(join(tmpdir(), 'careflow-calls-')), 'careflow.sqlite');
     const child = `
