@@ -9,6 +9,7 @@
 // - WebSocket connections (RFC 7118) are accepted by whoever owns the HTTP server and handed
 //   in through `acceptWebSocket`: one SIP message per WebSocket message (§5), no framing.
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net from 'node:net';
 import tls from 'node:tls';
 import { isUtf8 } from 'node:buffer';
@@ -102,7 +103,9 @@ export class TransportLayer implements MessageSender {
     const { udp, tcp, tls: tlsOpts } = this.#opts;
     if (udp !== undefined) {
       const type = udp.host.includes(':') ? 'udp6' : 'udp4';
-      const sock = dgram.createSocket({ type, reuseAddr: false, recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
+      const sock = dgram.createSocket({
+        type, reuseAddr: false, recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024, lookup: literalLookup,
+      });
       await new Promise<void>((resolve, reject) => {
         sock.once('error', reject);
         sock.bind(udp.port, udp.host, () => {
@@ -391,5 +394,16 @@ function parseViaSafe(text: string): Via | undefined {
 
 function normaliseAddr(a: string): string {
   return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
+/**
+ * dgram's address lookup, answered in place for IP literals (what every destination here is:
+ * received addresses and resolved next hops). The default, dns.lookup, answers a literal
+ * through process.nextTick: one more callback per datagram sent (bench/RESULTS.md).
+ */
+function literalLookup(host: string, family: number | dns.LookupOneOptions, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const f = net.isIP(host);
+  if (f !== 0) cb(null, host, f);
+  else dns.lookup(host, family as dns.LookupOneOptions, cb);
 }
 
