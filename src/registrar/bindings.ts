@@ -1,6 +1,7 @@
 // Helpers of the registrar (RFC 3261 §10.3): delta-seconds and q-value formats, the URI
 // normalisation that keys bindings (§19.1.4), Contact parameters echoed verbatim (RFC 4475
 // cparam01/02), and building lean Binding records (the location service holds 100,000s).
+import { detach as flat } from '../sip/headers.ts';
 import type { SipRequest } from '../sip/message.ts';
 import type { SipUri } from '../sip/uri.ts';
 import type { Binding, Flow } from './location.ts';
@@ -115,9 +116,6 @@ export function makeBinding(prev: Binding | undefined, f: BindingFields): Bindin
   return b;
 }
 
-function flat(s: string): string {
-  return s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
-}
 
 function sameFlow(a: Flow, b: Flow): boolean {
   return a.transport === b.transport && a.remoteAddress === b.remoteAddress && a.remotePort === b.remotePort

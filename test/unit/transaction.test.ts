@@ -190,6 +190,47 @@ test('non-INVITE server: retransmission answered with the last response; Timer J
   assert.equal(layer.serverCount, 0);
 });
 
+test('non-INVITE server over UDP: 20,000 in Completed at once each resend their own response to where it went; Timer J ends them in order', () => {
+  const { wheel, rec, layer, got } = serverSetup();
+  const reqs: SipRequest[] = [];
+  const sentTo: Destination[] = [];
+  rec.sendRaw = (b, d) => {
+    rec.sent.push({ at: wheel.now(), text: b.toString() });
+    sentTo.push(d);
+    return true;
+  };
+  const n = 20_000; // ~10 MB of responses: several of the table's chunks, and its ring grown many times
+  for (let i = 0; i < n; i++) {
+    const req = request('REGISTER');
+    const f: Flow = { ...flow, remotePort: 10_000 + (i % 50_000) };
+    layer.onMessage(req, f);
+    // Responses of varied length, each naming its request.
+    got[i]!.tx!.respond(createResponse(req, 200, `OK ${'x'.repeat(i % 300)} #${i}`, `tag${i}`));
+    reqs.push(req);
+    if (i === n / 2) wheel.advance(1_000); // the second half expires 1 s later
+  }
+  assert.equal(layer.serverCount, n);
+  assert.equal(rec.sent.length, n);
+  for (const i of [0, 1, 4_999, 10_000, 10_001, 19_999]) {
+    layer.onMessage(request('REGISTER', reqs[i]!.via.branch), { ...flow, remotePort: 10_000 + i });
+    const again = rec.sent.at(-1)!.text;
+    assert.equal(again, rec.sent[i]!.text, `request ${i}: the same response again`);
+    assert.match(again.split('\r\n')[0]!, new RegExp(`#${i}$`));
+    assert.deepEqual(sentTo.at(-1), sentTo[i], 'to where the first one went');
+  }
+  assert.equal(got.length, n, 'retransmissions reach no transaction user');
+  wheel.advance(31_000 - 10); // 31,990 ms after the first half
+  assert.equal(layer.serverCount, n);
+  wheel.advance(20);
+  assert.equal(layer.serverCount, n / 2 - 1, 'the first half (answered before the clock moved) has ended');
+  layer.onMessage(request('REGISTER', reqs[0]!.via.branch), flow);
+  assert.equal(got.length, n + 1, 'after Timer J the same branch is a new request');
+  wheel.advance(1_020);
+  assert.equal(layer.serverCount, 1, 'only the new transaction is left');
+  layer.onMessage(request('REGISTER', reqs[n - 1]!.via.branch), flow);
+  assert.equal(got.length, n + 2);
+});
+
 test('a stray response goes to the TU; an ACK for a 2xx is handed up without a transaction', () => {
   const { layer, got } = serverSetup();
   let strays = 0;

@@ -20,6 +20,11 @@ export interface TransactionContext {
   readonly timers: TimerValues;
   /** Called once when a transaction reaches Terminated, so the layer forgets it. */
   terminated(key: string): void;
+  /**
+   * A non-INVITE server transaction over UDP sent its final response: the layer keeps just
+   * the bytes for Timer J (§17.2.2) and forgets the transaction object.
+   */
+  completed(key: string, bytes: Buffer, dest: Destination): void;
   /** Report an exception thrown by a transaction user instead of letting it unwind the core. */
   error(e: unknown): void;
 }

@@ -2,11 +2,13 @@
 // (§17.1.3 for responses, §17.2.3 for requests, with the RFC 2543 fallback), absorbs
 // retransmissions, and hands everything else to the transaction user (TU).
 import { randomBytes } from 'node:crypto';
+import { detach } from '../headers.ts';
 import type { SipMessage, SipRequest, SipResponse } from '../message.ts';
 import { SipRequest as Request } from '../message.ts';
 import { TimerWheel } from '../timer-wheel.ts';
 import { type Destination, type Flow, type MessageSender, responseDestination, type TransportHandler } from '../transport.ts';
 import { InviteClientTransaction } from './client-invite.ts';
+import { CompletedTable } from './completed.ts';
 import { NonInviteClientTransaction } from './client-non-invite.ts';
 import {
   type ClientTransaction, type ClientTransactionUser, DEFAULT_TIMERS, type ServerTransaction, type TimerValues,
@@ -38,6 +40,7 @@ export class TransactionLayer implements TransportHandler {
   readonly #server = new Map<string, ServerTransaction>();
   readonly #client = new Map<string, ClientTransaction>();
   readonly #ctx: TransactionContext;
+  readonly #completed: CompletedTable;
   readonly wheel: TimerWheel;
   readonly sender: MessageSender;
   #tu: TransactionUser | undefined;
@@ -46,14 +49,17 @@ export class TransactionLayer implements TransportHandler {
     this.sender = opts.sender;
     this.wheel = opts.wheel ?? new TimerWheel();
     const onError = opts.onError ?? ((e: unknown) => console.error('transaction user failed:', e));
+    const timers = opts.timers ?? DEFAULT_TIMERS;
+    this.#completed = new CompletedTable(this.wheel, opts.sender, 64 * timers.T1);
     this.#ctx = {
       sender: opts.sender,
       wheel: this.wheel,
-      timers: opts.timers ?? DEFAULT_TIMERS,
+      timers,
       terminated: (key) => {
         this.#server.delete(key);
         this.#client.delete(key);
       },
+      completed: (key, bytes, dest) => this.#completed.add(key, bytes, dest.address, dest.port),
       error: onError,
     };
   }
@@ -62,8 +68,9 @@ export class TransactionLayer implements TransportHandler {
     this.#tu = tu;
   }
 
+  /** Server transactions, those in Completed on UDP (§17.2.2) included. */
   get serverCount(): number {
-    return this.#server.size;
+    return this.#server.size + this.#completed.size;
   }
 
   get clientCount(): number {
@@ -79,7 +86,7 @@ export class TransactionLayer implements TransportHandler {
   #onRequest(req: SipRequest, flow: Flow): void {
     const tu = this.#tu;
     if (tu === undefined) return;
-    const key = serverKey(req);
+    let key = serverKey(req);
     const existing = this.#server.get(key);
     if (req.method === 'ACK') {
       // §17.2.1: an ACK matching an INVITE transaction in Completed is absorbed there; an
@@ -92,7 +99,12 @@ export class TransactionLayer implements TransportHandler {
       existing.receiveRequest(req); // retransmission
       return;
     }
-    const dest: Destination = responseDestination(req.via, flow);
+    if (this.#completed.retransmit(key)) return; // §17.2.2: in Completed, the response again
+    // Kept for the transaction's life (Timer J: 32 s after the response on UDP): copies that
+    // do not hold on to the request's text.
+    const d = responseDestination(req.via, flow);
+    const dest: Destination = { ...d, address: detach(d.address) };
+    key = detach(key);
     const tx =
       req.method === 'INVITE'
         ? new InviteServerTransaction(this.#ctx, key, req, flow, dest)
@@ -145,6 +157,7 @@ export class TransactionLayer implements TransportHandler {
     for (const tx of this.#client.values()) tx.terminate();
     this.#client.clear();
     this.#server.clear();
+    this.#completed.clear();
     this.wheel.close();
   }
 }

@@ -56,12 +56,18 @@ export class NonInviteServerTransaction implements ServerTransaction {
       return;
     }
     this.state = 'Completed';
-    // Timer J keeps this transaction 32 s on UDP to answer retransmissions: hold only the
-    // bytes to resend, not the parsed messages (a registrar at 8,000 REGISTER/s keeps
-    // 500,000 completed transactions alive).
     this.#request = undefined;
     this.#lastResponse = undefined;
     this.#ctx.wheel.cancel(this.#guard);
+    if (!isReliable(this.flow.transport) && this.#dest.transport === 'udp' && this.onTerminated === undefined) {
+      // Timer J keeps the response 32 s on UDP to answer retransmissions: the layer's
+      // Completed table holds just its bytes (a registrar at 2,000 REGISTER/s has 64,000).
+      this.#ctx.completed(this.key, this.#lastBytes, this.#dest);
+      this.#lastBytes = undefined;
+      this.#ctx.terminated(this.key);
+      return;
+    }
+    // Timer J: zero for reliable transports; a TU waiting for the end keeps the whole object.
     const j = isReliable(this.flow.transport) ? 0 : 64 * this.#ctx.timers.T1;
     this.#timerJ = this.#ctx.wheel.schedule(j, () => this.#terminate('normal'));
   }
