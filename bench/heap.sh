@@ -12,10 +12,12 @@ NODE=${NODE:-$ROOT/node_modules/.bin/node}
 TEMPLATE=${1:?usage: heap.sh TEMPLATE_DATA_DIR [OUT]}
 OUT=${2:-/tmp/careflow-bench/heap-$(date +%Y%m%d-%H%M%S)}
 PORT=${PORT:-5080}; IPORT=${IPORT:-9329}
+ENTRY=${ENTRY:-dist/cli/main.js}   # as deployed; built from the working tree (see bench/run.sh)
+[[ $ENTRY != dist/* ]] || ( cd "$ROOT" && "$NODE" node_modules/typescript/bin/tsc -p tsconfig.build.json )
 mkdir -p "$OUT"; rm -rf "$OUT/data"; cp -a "$TEMPLATE" "$OUT/data"
 ( cd "$ROOT" && CAREFLOW_DATA_DIR=$OUT/data CAREFLOW_DOMAIN=127.0.0.1 CAREFLOW_SIP_LISTEN=127.0.0.1:$PORT \
     CAREFLOW_SIP_TLS_LISTEN=127.0.0.1:$(( PORT + 7 )) CAREFLOW_HTTP_LISTEN=127.0.0.1:$(( PORT + 8 )) CAREFLOW_LOG_LEVEL=warn \
-    exec "$NODE" "--inspect=127.0.0.1:$IPORT" src/cli/main.ts serve ) >"$OUT/server.log" 2>&1 </dev/null &
+    exec "$NODE" "--inspect=127.0.0.1:$IPORT" "$ENTRY" serve ) >"$OUT/server.log" 2>&1 </dev/null &
 SPID=$!
 trap 'kill -TERM $SPID 2>/dev/null || true' EXIT
 for _ in $(seq 1 150); do grep -q 'CareFlow Voice is running' "$OUT/server.log" && break; sleep 0.2; done

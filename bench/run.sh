@@ -8,7 +8,9 @@
 #   default /tmp/careflow-bench/run-<date>), PORT (our SIP port, 5080), PROFILE=1 (start our
 #   server with node --cpu-prof; profiles in $OUT/prof-*/ and summarised by bench/cpuprof.py),
 #   REG_RATES / CALL_RATES / STEP_SECS / BISECT / FIXED_* override the mode defaults,
-#   SHARED_BENCH (path of ../shared/bench), NODE (default node_modules/.bin/node = Node 24).
+#   SHARED_BENCH (path of ../shared/bench), NODE (default node_modules/.bin/node = Node 24),
+#   NODE_FLAGS (extra node options for our server, e.g. V8 heap flags to try), ENTRY (what our
+#   server runs: dist/cli/main.js, built from the working tree at start, or src/cli/main.ts).
 #
 # Everything SIPp-side is ../shared/bench used as is, through its env knobs (run.sh, lib.sh,
 # kam.sh, kamailio.cfg, gen_users.sh, scenarios, sippstat.py, pcap_latency.py). What differs
@@ -74,6 +76,7 @@ die() { log "ERROR: $*"; exit 1; }
   echo "careflow git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(working tree has local changes)')"
   echo "careflow src diff vs HEAD (sha1 of git diff): $(git -C "$ROOT" diff HEAD -- src 2>/dev/null | sha1sum | cut -c1-12), files: $(git -C "$ROOT" diff --name-only HEAD -- src 2>/dev/null | xargs)"
   echo "net.core.rmem_max: $(cat /proc/sys/net/core/rmem_max)"
+  echo "our server: ${ENTRY:-dist/cli/main.js}, NODE_FLAGS=${NODE_FLAGS:-}, CAREFLOW_MEMORY_MODE=${CAREFLOW_MEMORY_MODE:-auto}"
 } >"$OUT/machine.txt"
 {
   echo "cd $ROOT && QUICK=$QUICK DO=\"$DO\" PARTS=\"$PARTS\" PROFILE=$PROFILE bench/run.sh"
@@ -121,6 +124,13 @@ prepare_ours() {
   log "ours: imported $(( NUSERS + NCALLERS + NMEM + 1 )) users in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}') s"
 }
 
+# Our server runs as deployed (scripts/install.sh, deploy/Dockerfile): the JavaScript build, made
+# from the working tree now. Type stripping (ENTRY=src/cli/main.ts) costs ~30 MiB more RSS.
+ENTRY=${ENTRY:-dist/cli/main.js}
+if [[ $ENTRY == dist/* && " $DO " == *" ours "* ]]; then
+  ( cd "$ROOT" && "$NODE" node_modules/typescript/bin/tsc -p tsconfig.build.json ) || die "npm run build failed"
+fi
+
 # start_ours LABEL: fresh copy of the template data dir, server on 127.0.0.1:$PORT; sets OURS_PID
 start_ours() {
   local label=$1 data=$OUT/ours-$1-data prof=()
@@ -128,7 +138,7 @@ start_ours() {
   if [[ $PROFILE == 1 ]]; then mkdir -p "$OUT/prof-$label"; prof=(--cpu-prof "--cpu-prof-dir=$OUT/prof-$label"); fi
   ( cd "$ROOT" && CAREFLOW_DATA_DIR=$data CAREFLOW_DOMAIN=127.0.0.1 CAREFLOW_SIP_LISTEN=127.0.0.1:$PORT \
       CAREFLOW_SIP_TLS_LISTEN=127.0.0.1:$(( PORT + 7 )) CAREFLOW_HTTP_LISTEN=127.0.0.1:$(( PORT + 8 )) \
-      CAREFLOW_LOG_LEVEL=${CAREFLOW_LOG_LEVEL:-warn} exec "$NODE" "${prof[@]}" src/cli/main.ts serve ) \
+      CAREFLOW_LOG_LEVEL=${CAREFLOW_LOG_LEVEL:-warn} exec "$NODE" ${NODE_FLAGS:-} "${prof[@]}" "$ENTRY" serve ) \
       >"$OUT/ours-$label.log" 2>&1 </dev/null &
   OURS_PID=$!
   for _ in $(seq 1 150); do
