@@ -85,6 +85,15 @@ die() { log "ERROR: $*"; exit 1; }
 } >"$OUT/commands.txt"
 log "results -> $OUT"
 
+# The peers this needs, named with their Debian packages (a missing one stops the run here
+# rather than leaving a column of dashes).
+need=(sipp:sip-tester python3:python3)
+[[ $PCAP == 1 ]] && need+=(tcpdump:tcpdump)
+[[ " $DO " == *" kam "* ]] && need+=(kamailio:kamailio)
+for n in "${need[@]}"; do
+  command -v "${n%%:*}" >/dev/null || die "${n%%:*} is missing: apt-get install ${n#*:} (or PCAP=0 for tcpdump)"
+done
+
 # ------------------------------------------------------------------ cleanup
 OURS_PID=""
 KAM_UP=0

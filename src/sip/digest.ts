@@ -17,7 +17,7 @@
 //
 // The only per-nonce state is the replay table (nonce -> highest accepted nonce-count),
 // bounded in size; see `#checkNonceCount`.
-import { createHash, createHmac, createSecretKey, type KeyObject, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, hash, type KeyObject, randomFillSync, timingSafeEqual } from 'node:crypto';
 
 export type DigestAlgorithm = 'MD5' | 'SHA-256';
 
@@ -59,6 +59,8 @@ const HEX_RE = /^[0-9a-fA-F]+$/;
 const TIME_BYTES = 6;
 const RANDOM_BYTES = 8;
 const MAC_BYTES = 16;
+/** SHA-256 block size (RFC 2104 B). */
+const HMAC_BLOCK = 64;
 
 function hashName(algorithm: string): 'md5' | 'sha256' | undefined {
   if (algorithm === 'MD5') return 'md5';
@@ -69,7 +71,7 @@ function hashName(algorithm: string): 'md5' | 'sha256' | undefined {
 
 /** HA1 = H(username ":" realm ":" password), lower-case hex (RFC 7616 §3.4.2). */
 export function ha1(algorithm: DigestAlgorithm, username: string, realm: string, password: string): string {
-  return createHash(hashName(algorithm)!).update(`${username}:${realm}:${password}`, 'utf8').digest('hex');
+  return hash(hashName(algorithm)!, `${username}:${realm}:${password}`);
 }
 
 /**
@@ -80,13 +82,21 @@ export function digestResponse(
   algorithm: DigestAlgorithm, ha1Hex: string, nonce: string, nc: string, cnonce: string, qop: string,
   method: string, uri: string,
 ): string {
+  // One-shot crypto.hash: a third of the cost of a createHash object (no object, no fetch).
   const h = hashName(algorithm)!;
-  const ha2 = createHash(h).update(`${method}:${uri}`, 'utf8').digest('hex');
-  return createHash(h).update(`${ha1Hex}:${nonce}:${nc}:${cnonce}:${qop}:${ha2}`, 'utf8').digest('hex');
+  const ha2 = hash(h, `${method}:${uri}`);
+  return hash(h, `${ha1Hex}:${nonce}:${nc}:${cnonce}:${qop}:${ha2}`);
 }
 
 export class DigestServer {
-  /** A KeyObject: createHmac with a raw Buffer key is ~5x slower (a KeyObject per call). */
+  /**
+   * HMAC-SHA256 keyed with the secret (RFC 2104), as two one-shot hashes over the prepared
+   * pads: H((K ^ opad) || H((K ^ ipad) || m)). A createHmac object per nonce cost 5-7 µs.
+   * #inner holds K ^ ipad followed by room for m; #outer holds K ^ opad followed by the inner hash.
+   */
+  #inner: Buffer;
+  readonly #outer = Buffer.alloc(HMAC_BLOCK + 32);
+  /** The same key for the (cached, per realm) opaque value. */
   readonly #secret: KeyObject;
   readonly #ttl: number;
   readonly #algorithms: ReadonlyArray<DigestAlgorithm>;
@@ -105,6 +115,13 @@ export class DigestServer {
     if (opts.algorithms.length === 0) throw new RangeError('at least one digest algorithm is required');
     if (!(opts.nonceTtlMs > 0)) throw new RangeError('nonceTtlMs must be positive');
     this.#secret = createSecretKey(Buffer.from(opts.secret));
+    // RFC 2104 §2: a key longer than the block is hashed first, a shorter one padded with zeros.
+    const key = opts.secret.length > HMAC_BLOCK ? hash('sha256', opts.secret, 'buffer') : opts.secret;
+    this.#inner = Buffer.alloc(HMAC_BLOCK + TIME_BYTES + RANDOM_BYTES + 256, 0);
+    for (let i = 0; i < HMAC_BLOCK; i++) {
+      this.#inner[i] = (key[i] ?? 0) ^ 0x36;
+      this.#outer[i] = (key[i] ?? 0) ^ 0x5c;
+    }
     this.#ttl = opts.nonceTtlMs;
     this.#algorithms = [...opts.algorithms];
     this.#now = opts.now ?? Date.now;
@@ -182,11 +199,19 @@ export class DigestServer {
     return buf.toString('base64url');
   }
 
+  /** HMAC-SHA256(secret, time || random || realm) (see #inner). */
   #mac(buf: Buffer, realm: string): Buffer {
-    return createHmac('sha256', this.#secret)
-      .update(buf.subarray(0, TIME_BYTES + RANDOM_BYTES))
-      .update(realm, 'utf8')
-      .digest();
+    const start = HMAC_BLOCK + TIME_BYTES + RANDOM_BYTES;
+    const realmBytes = Buffer.byteLength(realm, 'utf8');
+    if (start + realmBytes > this.#inner.length) {
+      const bigger = Buffer.alloc(start + realmBytes);
+      this.#inner.copy(bigger, 0, 0, HMAC_BLOCK);
+      this.#inner = bigger;
+    }
+    buf.copy(this.#inner, HMAC_BLOCK, 0, TIME_BYTES + RANDOM_BYTES);
+    this.#inner.write(realm, start, 'utf8');
+    hash('sha256', this.#inner.subarray(0, start + realmBytes), 'buffer').copy(this.#outer, HMAC_BLOCK);
+    return hash('sha256', this.#outer, 'buffer');
   }
 
   /** Returns the issue time of an authentic nonce for this realm, else undefined. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import {
   type DigestAlgorithm, type DigestCredentials, DigestServer, digestResponse, ha1, parseAuthorization,
@@ -135,6 +136,20 @@ test('verify: tampered nonce is invalid; another server secret is invalid', () =
   assert.equal(s.verify(answer(ch.replace(nonce, nonce.slice(0, 39)), 1), 'REGISTER', good, 'example.org'), 'invalid');
   const other = new DigestServer({ secret: Buffer.alloc(32, 8), nonceTtlMs: 300_000, algorithms: ['SHA-256'], now: () => now.t });
   assert.equal(other.verify({ ...answer(ch, 1), opaque: undefined }, 'REGISTER', good, 'example.org'), 'invalid');
+});
+
+test('nonces carry HMAC-SHA256(secret, time || random || realm) (RFC 2104), for short and long keys and realms', () => {
+  const realms = ['example.org', '127.0.0.1', `ré-${'x'.repeat(300)}`]; // the last: non-ASCII, longer than the prepared buffer
+  for (const secret of [Buffer.alloc(16, 1), randomBytes(32), randomBytes(100)]) { // 100 bytes: longer than the block, hashed first
+    const s = new DigestServer({ secret, nonceTtlMs: 300_000, algorithms: ['MD5'] });
+    for (const realm of realms) {
+      for (let i = 0; i < 3; i++) {
+        const raw = Buffer.from(param(s.challenge(realm)[0]!, 'nonce'), 'base64url');
+        const expected = createHmac('sha256', secret).update(raw.subarray(0, 14)).update(realm, 'utf8').digest().subarray(0, 16);
+        assert.deepEqual(raw.subarray(14), expected, `secret of ${secret.length} bytes, realm ${realm.slice(0, 12)}`);
+      }
+    }
+  }
 });
 
 test('verify: stale after the TTL (with an injected clock)', () => {
