@@ -110,7 +110,7 @@ export class InviteClientTransaction implements ClientTransaction {
           this.state = 'Accepted';
           this.#ctx.wheel.cancel(this.#timerB);
           this.#release();
-          this.#timerDM = this.#ctx.wheel.schedule(64 * this.#ctx.timers.T1, () => this.#terminate());
+          this.#timerDM = this.#ctx.wheel.schedule(64 * this.#ctx.timers.T1, this.#end);
         } else {
           this.state = 'Completed';
           this.#ctx.wheel.cancel(this.#timerB);
@@ -118,7 +118,7 @@ export class InviteClientTransaction implements ClientTransaction {
           this.#release();
           // §17.1.1.2: Timer D >= 32 s for unreliable transports, zero for reliable.
           const d = isReliable(this.destination.transport) ? 0 : this.#ctx.timers.D;
-          this.#timerDM = this.#ctx.wheel.schedule(d, () => this.#terminate());
+          this.#timerDM = this.#ctx.wheel.schedule(d, this.#end);
         }
         safe(this.#ctx, () => this.#tu.onResponse(res, this));
         return;
@@ -154,6 +154,13 @@ export class InviteClientTransaction implements ClientTransaction {
   terminate(): void {
     this.#terminate();
   }
+
+  /**
+   * Timer D/M's callback, made once: an arrow written in receiveResponse would share that
+   * call's closure context with the one that hands `res` to the TU, and so keep the response
+   * (and the datagram under its body) alive for Timer M's 32 s.
+   */
+  readonly #end = (): void => this.#terminate();
 
   #terminate(): void {
     if (this.state === 'Terminated') return;

@@ -80,7 +80,7 @@ export class NonInviteClientTransaction implements ClientTransaction {
       this.#ctx.wheel.cancel(this.#timerE);
       this.#ctx.wheel.cancel(this.#timerF);
       const k = isReliable(this.destination.transport) ? 0 : this.#ctx.timers.T4;
-      this.#timerK = this.#ctx.wheel.schedule(k, () => this.#terminate());
+      this.#timerK = this.#ctx.wheel.schedule(k, this.#end);
     }
     safe(this.#ctx, () => this.#tu.onResponse(res, this));
   }
@@ -88,6 +88,9 @@ export class NonInviteClientTransaction implements ClientTransaction {
   terminate(): void {
     this.#terminate();
   }
+
+  /** Timer K's callback, made once (see the INVITE client transaction's #end: it must not hold `res`). */
+  readonly #end = (): void => this.#terminate();
 
   #terminate(): void {
     if (this.state === 'Terminated') return;

@@ -63,7 +63,9 @@ export class InviteServerTransaction implements ServerTransaction {
       this.#lastResponse = undefined;
       if (s < 300) {
         // RFC 6026 §7.1: Accepted; Timer L keeps the transaction to absorb INVITE retransmissions.
+        // It resends nothing (2xx retransmissions are the TU's): the 2xx bytes are not kept.
         this.state = 'Accepted';
+        this.#lastBytes = undefined;
         this.#timerHL = this.#ctx.wheel.schedule(64 * this.#ctx.timers.T1, () => this.#terminate('normal'));
       } else {
         this.state = 'Completed';
