@@ -4,9 +4,8 @@
  *
  * Group commit: the calls that end in one event-loop turn are written in one transaction
  * when the turn's I/O is done (setImmediate), not one commit each; a commit costs four
- * inserts (bench/RESULTS.md). The call ends within the turn that handled its BYE (or its
- * final response), and the 200 for that BYE can only arrive in a later turn: by the time a
- * caller sees its hang-up confirmed, the record is on disk.
+ * inserts (bench/RESULTS.md). The router relays a BYE only once `record()` has resolved, so a
+ * hang-up is confirmed to nobody before its record is on disk.
  *
  * It checks shape, not plausibility:
  * a record with odd timings is still written (losing it would be worse), but a record

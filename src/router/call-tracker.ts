@@ -74,11 +74,14 @@ export class CallTracker {
     this.#finish(c, d, status, how.cancelled ? 'caller' : 'server');
   }
 
-  /** A BYE passed: `fromTag` tells whether the caller (its From tag) or the callee hung up. */
-  ended(callId: string, byeFromTag: string | undefined): void {
+  /**
+   * A BYE passed: `fromTag` tells whether the caller (its From tag) or the callee hung up.
+   * Resolves once the call's record is committed (undefined: no call to record).
+   */
+  ended(callId: string, byeFromTag: string | undefined): Promise<void> | undefined {
     const c = this.#calls.get(callId);
-    if (c === undefined || c.answeredAt === undefined) return;
-    this.#finish(c, 'answered', 200, byeFromTag === c.fromTag ? 'caller' : 'callee');
+    if (c === undefined || c.answeredAt === undefined) return undefined;
+    return this.#finish(c, 'answered', 200, byeFromTag === c.fromTag ? 'caller' : 'callee');
   }
 
   /** The server ended an answered call because its media stopped. */
@@ -95,19 +98,20 @@ export class CallTracker {
     this.#write({ ...c, startedAt: now, endedAt: now, disposition: d, finalStatus: status, endedBy: 'server' });
   }
 
-  #finish(c: ActiveCall, disposition: Disposition, status: number, endedBy: EndedBy): void {
+  #finish(c: ActiveCall, disposition: Disposition, status: number, endedBy: EndedBy): Promise<void> {
     this.#calls.delete(c.callId);
-    this.#write({
+    return this.#write({
       callId: c.callId, callerUserId: c.callerUserId, callerUri: c.callerUri, calleeUserId: c.calleeUserId,
       calleeUri: c.calleeUri, startedAt: c.startedAt, answeredAt: c.answeredAt, endedAt: Date.now(),
       disposition, finalStatus: status, answeredDevice: c.answeredDevice, mediaMode: c.mediaMode, endedBy,
     });
   }
 
-  #write(rec: CallRecord): void {
-    const p = this.#sink.record(rec).catch((e: unknown) => this.#log(`call record for ${rec.callId} not written`, e));
+  #write(rec: CallRecord): Promise<void> {
+    const p = this.#sink.record(rec).then(() => undefined, (e: unknown) => this.#log(`call record for ${rec.callId} not written`, e));
     this.#pending.add(p);
     void p.finally(() => this.#pending.delete(p));
+    return p;
   }
 
   #expire(): void {

@@ -249,12 +249,19 @@ export class SipRouter implements TransactionUser {
     }
     const dest = this.#dialogDestination(req, routed);
     if (dest === undefined) return tx.respond(this.#reply(req, 403, 'Route not recorded by this server'));
-    if (req.method === 'BYE') {
-      this.#d.calls.ended(req.callId, req.fromTag);
-      if (this.#d.media !== undefined) void this.#d.media.end(req.callId);
-    }
     stripOwnCredentials(req, this.#d.realm);
     const target: ProxyTarget = { uri: req.uri, destination: dest, label: req.uri };
+    if (req.method === 'BYE') {
+      const written = this.#d.calls.ended(req.callId, req.fromTag);
+      if (this.#d.media !== undefined) void this.#d.media.end(req.callId);
+      if (written !== undefined) {
+        // The call log commits the calls that ended in this event-loop turn together; the BYE
+        // leaves once its call's record is on disk, so no 200 for it (the hang-up confirmed)
+        // can reach the caller before the record would survive a kill -9.
+        void written.then(() => this.#d.proxy.forward({ serverTx: tx, request: req, flow, targets: [target], recordRoute: false }));
+        return;
+      }
+    }
     const media = this.#d.media;
     if (media === undefined || (req.method !== 'INVITE' && req.method !== 'UPDATE')) {
       this.#d.proxy.forward({ serverTx: tx, request: req, flow, targets: [target], recordRoute: false });
