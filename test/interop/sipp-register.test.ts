@@ -2,7 +2,7 @@
 // unregister; refused registrations that do not reveal whether the user exists.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, waitFor, type ServerHandle } from './harness.ts';
+import { freeUdpPort, startServer, waitFor, type ServerHandle } from './harness.ts';
 import { authInjection, requireSipp, responses, runSipp, startSipp, type SippMessage } from './sipp.ts';
 
 let server: ServerHandle;
@@ -89,4 +89,29 @@ test('REGISTER with a wrong password and for an unknown user: 401 twice, indisti
     const params = (m: SippMessage): string => (m.header('WWW-Authenticate') ?? '').replace(/(nonce|opaque)="[^"]*"/g, '$1=""');
     assert.equal(params(b), params(a), `challenges differ beyond the nonce (#${i + 1})`);
   }
+});
+
+test('a REGISTER retransmitted after its 200 gets the same 200 again, from the Completed transaction (RFC 3261 §17.2.2), and is not processed twice', async () => {
+  const user = await server.addUser('Reg Retransmit');
+  const port = await freeUdpPort();
+  const first = await runSipp({ scenario: 'register_device.xml', target: target(), localPort: port, injection: authInjection([user]), args: domainArgs(), timeoutMs: 15_000 });
+  assert.ok(first.passed, first.describe());
+  const sent = first.messages.filter((m) => m.direction === 'sent' && m.firstLine.startsWith('REGISTER '));
+  const reg = sent[1];
+  assert.ok(reg !== undefined, `no authenticated REGISTER:\n${first.describe()}`);
+  const branch = /;branch=([^;]+)/.exec(reg.header('Via') ?? '')?.[1];
+  const fromTag = /;tag=([^;]+)/.exec(reg.header('From') ?? '')?.[1];
+  const auth = reg.header('Authorization');
+  assert.ok(branch !== undefined && fromTag !== undefined && auth !== undefined && !auth.includes(';'), reg.text);
+  const again = await runSipp({
+    // -cid_str: this SIPp's call has the first one's Call-ID, so it takes the 200 as its own.
+    scenario: 'register_resend.xml', target: target(), localPort: port, args: [...domainArgs(), '-cid_str', reg.header('Call-ID') ?? ''], timeoutMs: 15_000,
+    injection: [`${user.sipUsername};${branch};${fromTag};${auth}`],
+  });
+  assert.ok(again.passed, again.describe());
+  const [ok1] = responses(first, 200);
+  const [ok2] = responses(again, 200);
+  // Processed a second time, the REGISTER would get a 401 (its nonce-count replayed) or a new 200
+  // with another To tag: the Completed transaction resends the first response byte for byte.
+  assert.equal(ok2?.text, ok1?.text, 'the retransmission must get the first 200 again');
 });
