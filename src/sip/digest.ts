@@ -17,7 +17,8 @@
 //
 // The only per-nonce state is the replay table (nonce -> highest accepted nonce-count),
 // bounded in size; see `#checkNonceCount`.
-import { createHmac, createSecretKey, hash, type KeyObject, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { hash, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { detach } from './headers.ts';
 
 export type DigestAlgorithm = 'MD5' | 'SHA-256';
 
@@ -59,6 +60,8 @@ const HEX_RE = /^[0-9a-fA-F]+$/;
 const TIME_BYTES = 6;
 const RANDOM_BYTES = 8;
 const MAC_BYTES = 16;
+/** What the opaque value's HMAC covers before the realm. */
+const OPAQUE_LABEL = Buffer.from('opaque\0', 'latin1');
 /** SHA-256 block size (RFC 2104 B). */
 const HMAC_BLOCK = 64;
 
@@ -96,8 +99,6 @@ export class DigestServer {
    */
   #inner: Buffer;
   readonly #outer = Buffer.alloc(HMAC_BLOCK + 32);
-  /** The same key for the (cached, per realm) opaque value. */
-  readonly #secret: KeyObject;
   readonly #ttl: number;
   readonly #algorithms: ReadonlyArray<DigestAlgorithm>;
   readonly #now: () => number;
@@ -114,7 +115,6 @@ export class DigestServer {
     if (opts.secret.length < 16) throw new RangeError('digest secret must be at least 16 bytes');
     if (opts.algorithms.length === 0) throw new RangeError('at least one digest algorithm is required');
     if (!(opts.nonceTtlMs > 0)) throw new RangeError('nonceTtlMs must be positive');
-    this.#secret = createSecretKey(Buffer.from(opts.secret));
     // RFC 2104 §2: a key longer than the block is hashed first, a shorter one padded with zeros.
     const key = opts.secret.length > HMAC_BLOCK ? hash('sha256', opts.secret, 'buffer') : opts.secret;
     this.#inner = Buffer.alloc(HMAC_BLOCK + TIME_BYTES + RANDOM_BYTES + 256, 0);
@@ -199,18 +199,23 @@ export class DigestServer {
     return buf.toString('base64url');
   }
 
-  /** HMAC-SHA256(secret, time || random || realm) (see #inner). */
+  /** The nonce's MAC: HMAC-SHA256(secret, time || random || realm). */
   #mac(buf: Buffer, realm: string): Buffer {
-    const start = HMAC_BLOCK + TIME_BYTES + RANDOM_BYTES;
-    const realmBytes = Buffer.byteLength(realm, 'utf8');
-    if (start + realmBytes > this.#inner.length) {
-      const bigger = Buffer.alloc(start + realmBytes);
+    return this.#hmac(buf.subarray(0, TIME_BYTES + RANDOM_BYTES), realm);
+  }
+
+  /** HMAC-SHA256(secret, head || UTF-8 of tail) over the prepared pads (see #inner). */
+  #hmac(head: Buffer, tail: string): Buffer {
+    const start = HMAC_BLOCK + head.length;
+    const tailBytes = Buffer.byteLength(tail, 'utf8');
+    if (start + tailBytes > this.#inner.length) {
+      const bigger = Buffer.alloc(start + tailBytes);
       this.#inner.copy(bigger, 0, 0, HMAC_BLOCK);
       this.#inner = bigger;
     }
-    buf.copy(this.#inner, HMAC_BLOCK, 0, TIME_BYTES + RANDOM_BYTES);
-    this.#inner.write(realm, start, 'utf8');
-    hash('sha256', this.#inner.subarray(0, start + realmBytes), 'buffer').copy(this.#outer, HMAC_BLOCK);
+    head.copy(this.#inner, HMAC_BLOCK);
+    this.#inner.write(tail, start, 'utf8');
+    hash('sha256', this.#inner.subarray(0, start + tailBytes), 'buffer').copy(this.#outer, HMAC_BLOCK);
     return hash('sha256', this.#outer, 'buffer');
   }
 
@@ -247,8 +252,8 @@ export class DigestServer {
         this.#evictedUpTo = Math.max(this.#evictedUpTo, issuedAt(oldest));
       }
     }
-    // A fresh flat string (the given one may be a slice of the whole message).
-    this.#seen.set(Buffer.from(nonce, 'latin1').toString('latin1'), nc);
+    // A copy: the given nonce is a slice of the whole message.
+    this.#seen.set(detach(nonce), nc);
     return true;
   }
 
@@ -273,7 +278,7 @@ export class DigestServer {
   #opaqueFor(realm: string): string {
     let o = this.#opaque.get(realm);
     if (o === undefined) {
-      o = createHmac('sha256', this.#secret).update('opaque\0').update(realm, 'utf8').digest().subarray(0, 12).toString('base64url');
+      o = this.#hmac(OPAQUE_LABEL, realm).subarray(0, 12).toString('base64url');
       if (this.#opaque.size < 64) this.#opaque.set(realm, o);
     }
     return o;

@@ -138,7 +138,7 @@ test('verify: tampered nonce is invalid; another server secret is invalid', () =
   assert.equal(other.verify({ ...answer(ch, 1), opaque: undefined }, 'REGISTER', good, 'example.org'), 'invalid');
 });
 
-test('nonces carry HMAC-SHA256(secret, time || random || realm) (RFC 2104), for short and long keys and realms', () => {
+test('nonces carry HMAC-SHA256(secret, time || random || realm) and opaque HMAC-SHA256(secret, "opaque\\0" || realm) (RFC 2104), for short and long keys and realms', () => {
   const realms = ['example.org', '127.0.0.1', `ré-${'x'.repeat(300)}`]; // the last: non-ASCII, longer than the prepared buffer
   for (const secret of [Buffer.alloc(16, 1), randomBytes(32), randomBytes(100)]) { // 100 bytes: longer than the block, hashed first
     const s = new DigestServer({ secret, nonceTtlMs: 300_000, algorithms: ['MD5'] });
@@ -148,6 +148,9 @@ test('nonces carry HMAC-SHA256(secret, time || random || realm) (RFC 2104), for 
         const expected = createHmac('sha256', secret).update(raw.subarray(0, 14)).update(realm, 'utf8').digest().subarray(0, 16);
         assert.deepEqual(raw.subarray(14), expected, `secret of ${secret.length} bytes, realm ${realm.slice(0, 12)}`);
       }
+      // The opaque value is the same HMAC over "opaque\0" || realm: unchanged for phones that keep it.
+      const opaque = createHmac('sha256', secret).update('opaque\0').update(realm, 'utf8').digest().subarray(0, 12).toString('base64url');
+      assert.equal(param(s.challenge(realm)[0]!, 'opaque'), opaque, `opaque, realm ${realm.slice(0, 12)}`);
     }
   }
 });
