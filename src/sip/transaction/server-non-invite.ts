@@ -2,13 +2,14 @@
 //
 //   Trying --1xx from TU--> Proceeding --200-699 from TU--> Completed --Timer J--> Terminated
 //   A retransmitted request is absorbed in Trying, answered with the last response otherwise.
-//   Timer J = 64*T1 for unreliable transports, zero for reliable.
+//   Timer J = 64*T1 for unreliable transports, zero for reliable. Completed on UDP is kept by
+//   the layer's CompletedTable (completed.ts), not by this object.
 import type { SipRequest, SipResponse } from '../message.ts';
 import type { Timer } from '../timer-wheel.ts';
 import { type Destination, type Flow, isReliable } from '../transport.ts';
 import { safe, type ServerTransaction, type TransactionContext } from './common.ts';
 
-type State = 'Trying' | 'Proceeding' | 'Completed' | 'Terminated';
+type State = 'Trying' | 'Proceeding' | 'Terminated';
 
 export class NonInviteServerTransaction implements ServerTransaction {
   readonly key: string;
@@ -20,7 +21,6 @@ export class NonInviteServerTransaction implements ServerTransaction {
   readonly #ctx: TransactionContext;
   readonly #dest: Destination;
   #lastBytes: Buffer | undefined;
-  #timerJ: Timer | undefined;
   /** Guards against a TU that never answers: the transaction is dropped after 64*T1 + T4. */
   #guard: Timer | undefined;
 
@@ -44,7 +44,7 @@ export class NonInviteServerTransaction implements ServerTransaction {
   }
 
   respond(res: SipResponse): void {
-    if (this.state === 'Completed' || this.state === 'Terminated') return; // §17.2.2: final sent already
+    if (this.state === 'Terminated') return; // §17.2.2: final sent already
     this.#lastResponse = res;
     this.#lastBytes = res.toBuffer();
     if (!this.#ctx.sender.sendRaw(this.#lastBytes, this.#dest)) {
@@ -55,25 +55,19 @@ export class NonInviteServerTransaction implements ServerTransaction {
       this.state = 'Proceeding';
       return;
     }
-    this.state = 'Completed';
+    // Completed. On UDP, Timer J (64*T1) keeps the final response to answer retransmissions:
+    // the layer's Completed table holds just its bytes (a registrar at 2,000 REGISTER/s has
+    // 64,000), and this object ends here. On reliable transports Timer J is zero.
     this.#request = undefined;
     this.#lastResponse = undefined;
-    this.#ctx.wheel.cancel(this.#guard);
-    if (!isReliable(this.flow.transport) && this.#dest.transport === 'udp' && this.onTerminated === undefined) {
-      // Timer J keeps the response 32 s on UDP to answer retransmissions: the layer's
-      // Completed table holds just its bytes (a registrar at 2,000 REGISTER/s has 64,000).
-      this.#ctx.completed(this.key, this.#lastBytes, this.#dest);
-      this.#lastBytes = undefined;
-      this.#ctx.terminated(this.key);
-      return;
-    }
-    // Timer J: zero for reliable transports; a TU waiting for the end keeps the whole object.
-    const j = isReliable(this.flow.transport) ? 0 : 64 * this.#ctx.timers.T1;
-    this.#timerJ = this.#ctx.wheel.schedule(j, () => this.#terminate('normal'));
+    if (!isReliable(this.flow.transport)) this.#ctx.completed(this.key, this.#lastBytes, this.#dest);
+    this.#lastBytes = undefined;
+    this.#terminate('normal');
   }
 
   receiveRequest(_req: SipRequest): void {
-    if ((this.state === 'Proceeding' || this.state === 'Completed') && this.#lastBytes !== undefined) {
+    // Trying absorbs it; Proceeding answers with the last provisional (Completed: the layer's table).
+    if (this.state === 'Proceeding' && this.#lastBytes !== undefined) {
       this.#ctx.sender.sendRaw(this.#lastBytes, this.#dest);
     }
   }
@@ -87,7 +81,6 @@ export class NonInviteServerTransaction implements ServerTransaction {
   #terminate(reason: 'normal' | 'timeout' | 'transport'): void {
     if (this.state === 'Terminated') return;
     this.state = 'Terminated';
-    this.#ctx.wheel.cancel(this.#timerJ);
     this.#ctx.wheel.cancel(this.#guard);
     this.#ctx.terminated(this.key);
     const cb = this.onTerminated;
