@@ -79,7 +79,7 @@ export class Registrar {
     // the domains handled by the recipient").
     let ruri: SipUri;
     try {
-      ruri = parseUri(req.uri);
+      ruri = req.requestUri;
     } catch {
       return this.#reply(req, 400, 'Bad Request-URI');
     }

@@ -105,7 +105,7 @@ export class SipRouter implements TransactionUser {
     const mf = req.get('max-forwards');
     let uri: SipUri;
     try {
-      uri = parseUri(req.uri);
+      uri = req.requestUri;
     } catch {
       return tx.respond(this.#reply(req, 400, 'Bad Request-URI'));
     }

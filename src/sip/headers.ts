@@ -171,7 +171,8 @@ export function parseVia(value: string): Via {
   const semi = rest.indexOf(';');
   // sent-by = host [ COLON port ]; LWS only around the colon (COLON = SWS ":" SWS), not inside
   // the host. split/trim rather than /\s*:\s*/g, which backtracks quadratically on long LWS.
-  const sentBy = (semi < 0 ? rest : rest.slice(0, semi)).split(':').map((p) => p.trim()).join(':');
+  const rawSentBy = semi < 0 ? rest : rest.slice(0, semi);
+  const sentBy = /\s/.test(rawSentBy) ? rawSentBy.split(':').map((p) => p.trim()).join(':') : rawSentBy;
   let hp;
   try {
     hp = parseHostPort(sentBy);
@@ -190,7 +191,7 @@ export interface NameAddr {
   readonly uri: SipUri;
   /** The URI text as it appeared (for forwarding untouched). */
   readonly uriText: string;
-  readonly params: Params;
+  readonly params: ReadonlyMap<string, string | null>;
   /** Was the URI enclosed in <>? */
   readonly bracketed: boolean;
 }

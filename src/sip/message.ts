@@ -5,6 +5,7 @@ import {
   canonicalName, type CSeq, isListHeader, type NameAddr, parseCSeq, parseNameAddr, parseVia,
   printableName, splitList, type Via,
 } from './headers.ts';
+import { parseUri, type SipUri } from './uri.ts';
 
 export interface HeaderField {
   /** canonical lower-case long name, e.g. `via`, `call-id`. */
@@ -17,7 +18,13 @@ const CRLF = '\r\n';
 export abstract class SipMessage {
   readonly headers: HeaderField[];
   body: Buffer;
-  #cache = new Map<string, unknown>();
+  // Parsed forms of the headers a hop reads, computed on first use (plain fields, not a Map of
+  // closures: every message on the hot path reads several of them).
+  #via: Via | undefined;
+  #callId: string | undefined;
+  #cseq: CSeq | undefined;
+  #from: NameAddr | undefined;
+  #to: NameAddr | undefined;
 
   constructor(headers: HeaderField[], body: Buffer) {
     this.headers = headers;
@@ -63,7 +70,7 @@ export abstract class SipMessage {
 
   set(name: string, value: string): void {
     const n = canonicalName(name);
-    this.#cache.delete(n);
+    this.#invalidate(n);
     const i = this.headers.findIndex((h) => h.name === n);
     if (i < 0) this.headers.push({ name: n, value });
     else {
@@ -74,28 +81,28 @@ export abstract class SipMessage {
 
   append(name: string, value: string): void {
     const n = canonicalName(name);
-    this.#cache.delete(n);
+    this.#invalidate(n);
     this.headers.push({ name: n, value });
   }
 
   /** Inserts a header line before the first line of the same name (or at the top). */
   prepend(name: string, value: string): void {
     const n = canonicalName(name);
-    this.#cache.delete(n);
+    this.#invalidate(n);
     const i = this.headers.findIndex((h) => h.name === n);
     this.headers.splice(i < 0 ? 0 : i, 0, { name: n, value });
   }
 
   remove(name: string): void {
     const n = canonicalName(name);
-    this.#cache.delete(n);
+    this.#invalidate(n);
     for (let j = this.headers.length - 1; j >= 0; j--) if (this.headers[j]!.name === n) this.headers.splice(j, 1);
   }
 
   /** Removes the first individual value of a list header; returns it. */
   removeFirst(name: string): string | undefined {
     const n = canonicalName(name);
-    this.#cache.delete(n);
+    this.#invalidate(n);
     const i = this.headers.findIndex((h) => h.name === n);
     if (i < 0) return undefined;
     const h = this.headers[i]!;
@@ -116,55 +123,52 @@ export abstract class SipMessage {
     const h = this.headers[i]!;
     const value = h.value.includes(',') ? [text, ...splitList(h.value).slice(1)].join(', ') : text;
     this.headers[i] = { name: 'via', value };
-    this.#cache.set('via', parsed);
+    this.#via = parsed;
   }
 
-  #cached<T>(key: string, compute: () => T): T {
-    if (this.#cache.has(key)) return this.#cache.get(key) as T;
-    const v = compute();
-    this.#cache.set(key, v);
-    return v;
+  /** Drops the parsed form of header `n` after a change to its lines. */
+  #invalidate(n: string): void {
+    if (n === 'via') this.#via = undefined;
+    else if (n === 'call-id') this.#callId = undefined;
+    else if (n === 'cseq') this.#cseq = undefined;
+    else if (n === 'from') this.#from = undefined;
+    else if (n === 'to') this.#to = undefined;
   }
 
   /** Top Via; throws HeaderError when missing or malformed. */
   get via(): Via {
-    return this.#cached('via', () => {
-      const v = this.first('via');
-      if (v === undefined) throw new MissingHeaderError('Via');
-      return parseVia(v);
-    });
+    if (this.#via !== undefined) return this.#via;
+    const v = this.first('via');
+    if (v === undefined) throw new MissingHeaderError('Via');
+    return (this.#via = parseVia(v));
   }
 
   get callId(): string {
-    return this.#cached('call-id', () => {
-      const v = this.get('call-id');
-      if (v === undefined || v === '') throw new MissingHeaderError('Call-ID');
-      return v;
-    });
+    if (this.#callId !== undefined) return this.#callId;
+    const v = this.get('call-id');
+    if (v === undefined || v === '') throw new MissingHeaderError('Call-ID');
+    return (this.#callId = v);
   }
 
   get cseq(): CSeq {
-    return this.#cached('cseq', () => {
-      const v = this.get('cseq');
-      if (v === undefined) throw new MissingHeaderError('CSeq');
-      return parseCSeq(v);
-    });
+    if (this.#cseq !== undefined) return this.#cseq;
+    const v = this.get('cseq');
+    if (v === undefined) throw new MissingHeaderError('CSeq');
+    return (this.#cseq = parseCSeq(v));
   }
 
   get from(): NameAddr {
-    return this.#cached('from', () => {
-      const v = this.get('from');
-      if (v === undefined) throw new MissingHeaderError('From');
-      return parseNameAddr(v);
-    });
+    if (this.#from !== undefined) return this.#from;
+    const v = this.get('from');
+    if (v === undefined) throw new MissingHeaderError('From');
+    return (this.#from = parseNameAddr(v));
   }
 
   get to(): NameAddr {
-    return this.#cached('to', () => {
-      const v = this.get('to');
-      if (v === undefined) throw new MissingHeaderError('To');
-      return parseNameAddr(v);
-    });
+    if (this.#to !== undefined) return this.#to;
+    const v = this.get('to');
+    if (v === undefined) throw new MissingHeaderError('To');
+    return (this.#to = parseNameAddr(v));
   }
 
   get fromTag(): string | undefined {
@@ -201,13 +205,28 @@ export class MissingHeaderError extends Error {
 
 export class SipRequest extends SipMessage {
   method: string;
-  /** Request-URI as text (parsed on demand by callers that need it). */
-  uri: string;
+  #uri: string;
+  #requestUri: SipUri | undefined;
 
   constructor(method: string, uri: string, headers: HeaderField[] = [], body: Buffer = EMPTY) {
     super(headers, body);
     this.method = method;
-    this.uri = uri;
+    this.#uri = uri;
+  }
+
+  /** Request-URI as text. */
+  get uri(): string {
+    return this.#uri;
+  }
+
+  set uri(text: string) {
+    this.#uri = text;
+    this.#requestUri = undefined;
+  }
+
+  /** The Request-URI parsed, once (the parser, the router and the registrar all read it); throws UriError. */
+  get requestUri(): SipUri {
+    return (this.#requestUri ??= parseUri(this.#uri));
   }
 
   override startLine(): string {

@@ -9,7 +9,7 @@
 // headers, the top Via, From, To, CSeq and Content-Length. Everything else is parsed lazily.
 import { canonicalName, HeaderError, isToken, parseNameAddr, parseUint, parseVia } from './headers.ts';
 import { type HeaderField, SipRequest, SipResponse, type SipMessage } from './message.ts';
-import { parseUri, UriError } from './uri.ts';
+import { UriError } from './uri.ts';
 
 export interface ParseLimits {
   /** Largest message accepted, header section plus body (bytes). */
@@ -42,8 +42,6 @@ export class SipParseError extends Error {
   }
 }
 
-const SINGLE_VALUED = ['call-id', 'cseq', 'from', 'to', 'max-forwards', 'content-length', 'content-type', 'expires'];
-const MANDATORY = ['via', 'from', 'to', 'call-id', 'cseq'];
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const LFLF = Buffer.from('\n\n');
 
@@ -100,44 +98,78 @@ function fail(msg: SipMessage | undefined, status: number, reason: string): SipP
 
 /** Parses a complete header section (start line to the empty line) into a validated message. */
 export function parseHead(head: string, limits: ParseLimits = DEFAULT_LIMITS): SipMessage {
-  const lines = head.split(/\r?\n/);
-  const startLine = lines[0] ?? '';
   const headers: HeaderField[] = [];
   let current: { name: string; value: string } | undefined;
-  const headerErrors: string[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line === '') continue;
-    if (line.length > limits.maxHeaderLineBytes) throw new SipParseError(400, 'Header line too long');
-    const c = line.charCodeAt(0);
+  let firstError: string | undefined;
+  // Lines end at LF or CRLF (a lone CR stays in the line), as head.split(/\r?\n/) would cut them.
+  let eol = head.indexOf('\n');
+  const startLine = eol < 0 ? head : head.slice(0, eol > 0 && head.charCodeAt(eol - 1) === 0x0d ? eol - 1 : eol);
+  let pos = eol < 0 ? head.length : eol + 1;
+  while (pos < head.length) {
+    eol = head.indexOf('\n', pos);
+    const next = eol < 0 ? head.length : eol + 1;
+    const end = eol < 0 ? head.length : eol > pos && head.charCodeAt(eol - 1) === 0x0d ? eol - 1 : eol;
+    const start = pos;
+    pos = next;
+    if (end === start) continue;
+    if (end - start > limits.maxHeaderLineBytes) throw new SipParseError(400, 'Header line too long');
+    const c = head.charCodeAt(start);
     if (c === 0x20 || c === 0x09) {
       // §7.3.1: a line starting with whitespace continues the previous header field.
       if (current === undefined) throw new SipParseError(400, 'Continuation line without header');
       // Folding is one SP: an empty first line or a blank continuation adds no stray space.
-      const more = line.trim();
+      const more = head.slice(start, end).trim();
       if (more !== '') current.value = current.value === '' ? more : `${current.value} ${more}`;
       // The limit is on the unfolded header, which is what gets serialised again.
       if (current.value.length > limits.maxHeaderLineBytes) throw new SipParseError(400, 'Header line too long');
       continue;
     }
-    const colon = line.indexOf(':');
-    const rawName = colon < 0 ? '' : line.slice(0, colon).trimEnd();
-    if (colon <= 0 || !isToken(rawName)) {
-      headerErrors.push(`malformed header line "${line.slice(0, 40)}"`);
+    const colon = head.indexOf(':', start);
+    const name = colon < 0 || colon >= end ? undefined : headerName(head, start, colon);
+    if (name === undefined) {
+      firstError ??= `malformed header line "${head.slice(start, Math.min(end, start + 40))}"`;
       current = undefined;
       continue;
     }
-    current = { name: canonicalName(rawName), value: line.slice(colon + 1).trim() };
+    current = { name, value: headerValue(head, colon + 1, end) };
     headers.push(current);
     if (headers.length > limits.maxHeaders) throw new SipParseError(400, 'Too many headers');
   }
   const msg = parseStartLine(startLine, headers, limits);
-  if (headerErrors.length > 0) throw fail(msg, 400, headerErrors[0]!);
+  if (firstError !== undefined) throw fail(msg, 400, firstError);
   validate(msg);
   return msg;
 }
 
+/** Raw header names already checked to be tokens, with their canonical names (bounded: names are attacker-chosen). */
+const checkedNames = new Map<string, string>();
+
+/** The canonical name of the header name in head[start, colon), or undefined when it is not a token. */
+function headerName(head: string, start: number, colon: number): string | undefined {
+  const raw = head.slice(start, colon).trimEnd();
+  const known = checkedNames.get(raw);
+  if (known !== undefined) return known;
+  if (raw === '' || !isToken(raw)) return undefined;
+  const canonical = canonicalName(raw);
+  if (checkedNames.size < 1024) checkedNames.set(raw, canonical);
+  return canonical;
+}
+
+/** head[from, end) without leading and trailing whitespace, cut once in the usual "Name: value" case. */
+function headerValue(head: string, from: number, end: number): string {
+  // Fast path: one SP after the colon and printable ASCII at both ends; anything else is
+  // String.prototype.trim's job (it also strips Unicode spaces).
+  if (end - from >= 2 && head.charCodeAt(from) === 0x20) {
+    const a = head.charCodeAt(from + 1);
+    const z = head.charCodeAt(end - 1);
+    if (a > 0x20 && a < 0x7f && z > 0x20 && z < 0x7f) return head.slice(from + 1, end);
+  }
+  return head.slice(from, end).trim();
+}
+
 const METHOD = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
+/** Methods seen every second, known to be tokens (METHOD checks the others). */
+const METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'REGISTER', 'OPTIONS', 'MESSAGE', 'UPDATE', 'INFO', 'PRACK', 'SUBSCRIBE', 'NOTIFY', 'REFER', 'PUBLISH']);
 
 function parseStartLine(line: string, headers: HeaderField[], limits: ParseLimits): SipMessage {
   if (line.startsWith('SIP/')) {
@@ -157,14 +189,16 @@ function parseStartLine(line: string, headers: HeaderField[], limits: ParseLimit
   const uri = line.slice(sp1 + 1, sp2);
   const version = line.slice(sp2 + 1);
   const req = new SipRequest(method, uri, headers);
-  if (!METHOD.test(method)) throw fail(req, 400, 'Invalid method');
+  if (!METHODS.has(method) && !METHOD.test(method)) throw fail(req, 400, 'Invalid method');
   // RFC 4475 §3.1.2.9/10/16: exactly one SP between elements; the version must be SIP/2.0.
-  if (/^SIP\/\d+\.\d+$/.test(version) && version !== 'SIP/2.0') throw fail(req, 505, 'Version Not Supported');
-  if (version !== 'SIP/2.0') throw fail(req, 400, 'Malformed Request-Line');
+  if (version !== 'SIP/2.0') {
+    if (/^SIP\/\d+\.\d+$/.test(version)) throw fail(req, 505, 'Version Not Supported');
+    throw fail(req, 400, 'Malformed Request-Line');
+  }
   if (uri.length > limits.maxUriBytes) throw fail(req, 414, 'Request-URI Too Long');
   if (uri === '' || /[\s<>]/.test(uri)) throw fail(req, 400, 'Malformed Request-URI');
   try {
-    parseUri(uri);
+    void req.requestUri; // parsed once here, kept for the router and the registrar
   } catch (e) {
     if (e instanceof UriError) throw fail(req, 400, `Malformed Request-URI: ${e.message}`);
     throw e;
@@ -174,32 +208,48 @@ function parseStartLine(line: string, headers: HeaderField[], limits: ParseLimit
 
 function validate(msg: SipMessage): void {
   // One pass over the header lines: presence of the mandatory ones, count of single-valued ones.
-  const counts = new Map<string, number>();
-  for (const h of msg.headers) counts.set(h.name, (counts.get(h.name) ?? 0) + 1);
-  for (const name of MANDATORY) {
-    if (!counts.has(name)) throw fail(msg, 400, `Missing ${name} header`);
+  let via = 0, from = 0, to = 0, callId = 0, cseq = 0, maxForwards = 0, contentLength = 0, contentType = 0, expires = 0, contact = 0;
+  for (const h of msg.headers) {
+    switch (h.name) {
+      case 'via': via++; break;
+      case 'from': from++; break;
+      case 'to': to++; break;
+      case 'call-id': callId++; break;
+      case 'cseq': cseq++; break;
+      case 'max-forwards': maxForwards++; break;
+      case 'content-length': contentLength++; break;
+      case 'content-type': contentType++; break;
+      case 'expires': expires++; break;
+      case 'contact': contact++; break;
+    }
   }
-  for (const name of SINGLE_VALUED) {
-    if ((counts.get(name) ?? 0) > 1) throw fail(msg, 400, `Multiple ${name} headers`);
-  }
+  // Mandatory headers (§8.1.1), then single-valued ones (§7.3.1), each in this order: the first
+  // fault found is the one reported.
+  const missing = via === 0 ? 'via' : from === 0 ? 'from' : to === 0 ? 'to' : callId === 0 ? 'call-id' : cseq === 0 ? 'cseq' : undefined;
+  if (missing !== undefined) throw fail(msg, 400, `Missing ${missing} header`);
+  const multiple = callId > 1 ? 'call-id' : cseq > 1 ? 'cseq' : from > 1 ? 'from' : to > 1 ? 'to' : maxForwards > 1 ? 'max-forwards'
+    : contentLength > 1 ? 'content-length' : contentType > 1 ? 'content-type' : expires > 1 ? 'expires' : undefined;
+  if (multiple !== undefined) throw fail(msg, 400, `Multiple ${multiple} headers`);
   try {
     // Every Via value must parse (RFC 4475 §3.1.2.1); responses are routed by them. The top
     // Via, From, To and CSeq are parsed through the message's cached accessors: a hop that
     // reads them later does not parse them again.
     void msg.via;
-    const vias = (counts.get('via') ?? 0) > 1 || msg.get('via')!.includes(',') ? msg.getAll('via') : [];
-    for (let i = 1; i < vias.length; i++) parseVia(vias[i]!);
+    if (via > 1 || msg.get('via')!.includes(',')) {
+      const vias = msg.getAll('via');
+      for (let i = 1; i < vias.length; i++) parseVia(vias[i]!);
+    }
     void msg.from;
     void msg.to;
-    const cseq = msg.cseq;
+    const cs = msg.cseq;
     // §8.1.1.7 / RFC 4475 §3.1.2.17: the CSeq method must match the request method.
-    if (msg instanceof SipRequest && cseq.method !== msg.method) throw new HeaderError('CSeq method does not match');
-    const mf = msg.get('max-forwards');
-    if (mf !== undefined && parseUint(mf, 255) === undefined) throw new HeaderError('Invalid Max-Forwards');
-    const exp = msg.get('expires');
-    if (exp !== undefined && parseUint(exp, 0xffffffff) === undefined) throw new HeaderError('Invalid Expires');
-    for (const c of msg.getAll('contact')) {
-      if (c !== '*') parseNameAddr(c);
+    if (msg instanceof SipRequest && cs.method !== msg.method) throw new HeaderError('CSeq method does not match');
+    if (maxForwards > 0 && parseUint(msg.get('max-forwards')!, 255) === undefined) throw new HeaderError('Invalid Max-Forwards');
+    if (expires > 0 && parseUint(msg.get('expires')!, 0xffffffff) === undefined) throw new HeaderError('Invalid Expires');
+    if (contact > 0) {
+      for (const c of msg.getAll('contact')) {
+        if (c !== '*') parseNameAddr(c);
+      }
     }
   } catch (e) {
     if (e instanceof HeaderError || e instanceof UriError) throw fail(msg, 400, e.message);

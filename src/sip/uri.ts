@@ -118,6 +118,10 @@ export function parseHostPort(s: string): { host: string; port: number | undefin
   return { host: host.toLowerCase(), port };
 }
 
+/** Shared by every URI without parameters or headers: SipUri's params and headers are read-only types. */
+const NO_PARAMS: ReadonlyMap<string, string | null> = new Map<string, string | null>();
+const NO_HEADERS: ReadonlyArray<readonly [string, string]> = Object.freeze([]);
+
 export function parseUri(input: string): SipUri {
   const colon = input.indexOf(':');
   if (colon <= 0) throw new UriError('URI without scheme');
@@ -156,14 +160,20 @@ export function parseUri(input: string): SipUri {
   const semi = hostAndParams.indexOf(';');
   const hostport = semi < 0 ? hostAndParams : hostAndParams.slice(0, semi);
   const { host, port } = parseHostPort(hostport);
-  const params = new Map<string, string | null>();
-  if (semi >= 0) parseParams(hostAndParams.slice(semi + 1), params);
-  const headers: Array<[string, string]> = [];
+  let params: ReadonlyMap<string, string | null> = NO_PARAMS;
+  if (semi >= 0) {
+    const m = new Map<string, string | null>();
+    parseParams(hostAndParams.slice(semi + 1), m);
+    params = m;
+  }
+  let headers: ReadonlyArray<readonly [string, string]> = NO_HEADERS;
   if (headersPart !== '') {
+    const list: Array<[string, string]> = [];
+    headers = list;
     for (const h of headersPart.split('&')) {
       const eq = h.indexOf('=');
       if (eq <= 0) throw new UriError('invalid URI header');
-      headers.push([h.slice(0, eq), h.slice(eq + 1)]);
+      list.push([h.slice(0, eq), h.slice(eq + 1)]);
     }
   }
   return { scheme, user, password, host, port, params, headers };
