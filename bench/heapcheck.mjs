@@ -30,6 +30,10 @@ while (!existsSync(goFile)) await new Promise((r) => setTimeout(r, 500));
 
 const mib = (x) => (x / 1048576).toFixed(1);
 const before = JSON.parse(await mem());
+// Committed vs used per V8 space: where RSS above the live heap sits (new space, old-space slack).
+const spacesExpr = "JSON.stringify(process.getBuiltinModule('node:v8').getHeapSpaceStatistics().map((s) => [s.space_name, s.space_size, s.space_used_size]))";
+const spaces = async () => JSON.parse((await call('Runtime.evaluate', { expression: spacesExpr, returnByValue: true })).result.value);
+for (const [n, size, used] of await spaces()) if (size > 1048576) console.log(`before GC: ${n} committed ${mib(size)} MiB, used ${mib(used)} MiB`);
 await call('HeapProfiler.collectGarbage');
 await call('HeapProfiler.collectGarbage');
 const after = JSON.parse(await mem());
