@@ -149,7 +149,7 @@ export const CONFIG_FIELDS = [
   { key: 'sipForceRport', env: 'CAREFLOW_SIP_FORCE_RPORT', flag: '--sip-force-rport', help: 'answer requests at their source address:port even without ;rport, true|false (default true)' },
   { key: 'sipAdvertise', env: 'CAREFLOW_SIP_ADVERTISE', flag: '--sip-advertise', help: 'address put in Via/Record-Route, e.g. the public IP of a server behind NAT (default: listen address)' },
   { key: 'noAnswerSeconds', env: 'CAREFLOW_NO_ANSWER_SECONDS', flag: '--no-answer-seconds', help: 'ring time before a call ends as no_answer, seconds (default 60)' },
-  { key: 'memoryMode', env: 'CAREFLOW_MEMORY_MODE', flag: '--memory-mode', help: 'auto|small|fast: small uses about 40% less memory, fast about 12% less CPU per call (default auto: small on hosts with <= 4 GiB RAM)' },
+  { key: 'memoryMode', env: 'CAREFLOW_MEMORY_MODE', flag: '--memory-mode', help: 'auto|small|fast: small keeps the heap nearest the live data (V8 --optimize-for-size), fast spends less CPU per call with a bounded heap (default auto: small on hosts with <= 4 GiB RAM)' },
   { key: 'logLevel', env: 'CAREFLOW_LOG_LEVEL', flag: '--log-level', help: 'fatal|error|warn|info|debug|trace (default info)' },
   { key: 'nonceTtl', env: 'CAREFLOW_NONCE_TTL', flag: '--nonce-ttl', help: 'digest nonce lifetime, seconds (default 300)' },
   { key: 'mediaTimeout', env: 'CAREFLOW_MEDIA_TIMEOUT', flag: '--media-timeout', help: 'end a relayed or bridged call after this many seconds without audio (default 60)' },
