@@ -13,11 +13,13 @@
 //
 // Node applies --max-semi-space-size only at start, and `careflow serve` reads its memory mode
 // from the config after the start. V8 reads --semi-space-growth-factor at each growth of new
-// space (SemiSpaceNewSpace::Grow: new capacity = min(max, factor x current)), and only grows
-// after a scavenge in which more than the current capacity has survived since the last growth,
-// so one growth never follows another within the few milliseconds a GC entry takes to reach
-// its observer: the factor is set to 1 (no growth) once new space has reached the cap, and back
-// to 2 (V8's default) if V8 has shrunk it below the cap since.
+// space (SemiSpaceNewSpace::Grow: new capacity = min(max, factor x current)), so after each GC
+// the factor is set to 2 (V8's default) while doubling stays within the cap, else to 1 (no
+// growth). V8 grows new space only after more than its current capacity has survived scavenges
+// since the last growth, which at the server's rates takes far longer than the one or two
+// event-loop turns a GC entry takes to reach its observer. A single synchronous task in which
+// more than the cap survives could still grow it once more before the observer runs; the
+// server's work comes in small turns (a datagram batch, a timer tick).
 import { totalmem } from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
@@ -64,7 +66,9 @@ export function newSpaceBytes(): number {
 export function capNewSpace(cap: number): () => void {
   let factor = 0; // not set yet
   const check = (): void => {
-    const want = newSpaceBytes() >= cap ? 1 : 2;
+    // Doubling must stay within the cap: V8 may have shrunk new space to a size between half the
+    // cap and the cap, from which a doubling would overshoot.
+    const want = newSpaceBytes() * 2 <= cap ? 2 : 1;
     if (want === factor) return;
     setFlagsFromString(`--semi-space-growth-factor=${want}`);
     factor = want;

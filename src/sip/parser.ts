@@ -124,8 +124,11 @@ export function parseHead(head: string, limits: ParseLimits = DEFAULT_LIMITS): S
       if (current.value.length > limits.maxHeaderLineBytes) throw new SipParseError(400, 'Header line too long');
       continue;
     }
-    const colon = head.indexOf(':', start);
-    const name = colon < 0 || colon >= end ? undefined : headerName(head, start, colon);
+    // The colon is looked for in this line only: a search to the next colon anywhere would make a
+    // datagram of many colon-less lines cost O(n^2).
+    let colon = start;
+    while (colon < end && head.charCodeAt(colon) !== 0x3a) colon++;
+    const name = colon === end ? undefined : headerName(head, start, colon);
     if (name === undefined) {
       firstError ??= `malformed header line "${head.slice(start, Math.min(end, start + 40))}"`;
       current = undefined;
