@@ -80,6 +80,7 @@ export class TransportLayer implements MessageSender {
   readonly #limits: ParseLimits;
   #handler: TransportHandler | undefined;
   #udp4: dgram.Socket | undefined;
+  #stopped = false;
   #udp6: dgram.Socket | undefined;
   readonly #servers: net.Server[] = [];
   #tls: tls.Server | undefined;
@@ -322,6 +323,7 @@ export class TransportLayer implements MessageSender {
   }
 
   sendRaw(data: Buffer, dest: Destination): boolean {
+    if (this.#stopped) return false;
     if (dest.transport === 'udp') {
       const sock = dest.address.includes(':') ? this.#udp6 ?? this.#udp4 : this.#udp4 ?? this.#udp6;
       if (sock === undefined) return false;
@@ -364,6 +366,10 @@ export class TransportLayer implements MessageSender {
   }
 
   async close(): Promise<void> {
+    // From here on nothing is sent: a transaction or timer still running during shutdown (a
+    // response relayed by the proxy, a retransmission) gets `false` from sendRaw instead of an
+    // exception from a closed socket, and no new connection is opened.
+    this.#stopped = true;
     for (const c of [...this.#connections.values()]) c.destroy();
     this.#connections.clear();
     this.#byRemote.clear();

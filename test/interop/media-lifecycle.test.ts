@@ -196,7 +196,8 @@ test('server shutdown in the middle of a bridged call releases its RTPEngine ses
     if (Date.now() > end) assert.fail('the call never reached RTPEngine');
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.equal(await doomed.stop(), 0, 'a clean exit');
+  const code = await doomed.stop();
+  assert.equal(code, 0, `a clean exit; the server's last output:\n${doomed.logs().slice(-4000)}`);
   assert.equal(await count(), 0, 'shutdown deleted the session');
   await Promise.all([device.stop(), uac.stop()]);
   ng2.close();

@@ -1,5 +1,5 @@
 // The transport layer on real loopback sockets: connection cap, stream framing into messages,
-// stateless 400 for a malformed request, and UDP keep-alive datagrams ignored.
+// stateless 400 for a malformed request, UDP keep-alive datagrams ignored, and no sends after close.
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
@@ -77,4 +77,16 @@ test('UDP: CRLF keep-alives are ignored; a malformed request gets a stateless 40
     sock.close();
     await t.close();
   }
+});
+
+test('after close() nothing is sent and nothing throws: a transaction still running at shutdown gets false', async () => {
+  const t = new TransportLayer({ udp: { host: '127.0.0.1', port: 0 }, tcp: { host: '127.0.0.1', port: 0 } });
+  t.setHandler({ onMessage: () => {} });
+  await t.listen();
+  const data = Buffer.from(OPTIONS(9));
+  assert.equal(t.sendRaw(data, { transport: 'udp', address: '127.0.0.1', port: 9 }), true, 'sends while open');
+  await t.close();
+  // Before, a closed dgram socket threw ERR_SOCKET_DGRAM_NOT_RUNNING here, uncaught at shutdown.
+  assert.equal(t.sendRaw(data, { transport: 'udp', address: '127.0.0.1', port: 9 }), false);
+  assert.equal(t.sendRaw(data, { transport: 'tcp', address: '127.0.0.1', port: 9 }), false, 'no new connection after close');
 });
