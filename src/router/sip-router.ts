@@ -241,8 +241,11 @@ export class SipRouter implements TransactionUser {
     }
   }
 
-  /** In-dialog requests follow the route we recorded (§16.4, §16.12). */
-  #inDialog(req: SipRequest, flow: Flow, tx: ServerTransaction, routed: ReturnType<typeof popOwnRoutes>): void {
+  /**
+   * In-dialog requests follow the route we recorded (§16.4, §16.12). Async so that a failure
+   * after a wait (the call record, the media engine) reaches onRequest's handler like any other.
+   */
+  async #inDialog(req: SipRequest, flow: Flow, tx: ServerTransaction, routed: ReturnType<typeof popOwnRoutes>): Promise<void> {
     if (routed === undefined) {
       // Not routed through us: we hold no dialog state to serve it (§12.2.2).
       return tx.respond(this.#reply(req, 481));
@@ -251,33 +254,29 @@ export class SipRouter implements TransactionUser {
     if (dest === undefined) return tx.respond(this.#reply(req, 403, 'Route not recorded by this server'));
     stripOwnCredentials(req, this.#d.realm);
     const target: ProxyTarget = { uri: req.uri, destination: dest, label: req.uri };
+    const media = this.#d.media;
     if (req.method === 'BYE') {
       const written = this.#d.calls.ended(req.callId, req.fromTag);
-      if (this.#d.media !== undefined) void this.#d.media.end(req.callId);
-      if (written !== undefined) {
-        // The call log commits the calls that ended in this event-loop turn together; the BYE
-        // leaves once its call's record is on disk, so no 200 for it (the hang-up confirmed)
-        // can reach the caller before the record would survive a kill -9.
-        void written.then(() => this.#d.proxy.forward({ serverTx: tx, request: req, flow, targets: [target], recordRoute: false }));
-        return;
+      if (media !== undefined) void media.end(req.callId);
+      // The call log commits the calls that ended in this event-loop turn together; the BYE
+      // leaves once its call's record is on disk, so no 200 for it (the hang-up confirmed)
+      // can reach the caller before the record would survive a kill -9.
+      if (written !== undefined) await written;
+    }
+    let rewrite: ((res: SipResponse) => Promise<void>) | undefined;
+    if (media !== undefined && (req.method === 'INVITE' || req.method === 'UPDATE')) {
+      // A re-INVITE / UPDATE with a new offer (hold, resume) in a call the engine relays.
+      try {
+        rewrite = await media.inDialog(req);
+      } catch (e) {
+        this.#d.log('error', `media engine re-offer for ${req.callId} failed`, e);
+        return tx.respond(this.#reply(req, 500, 'Media Engine Failure'));
       }
     }
-    const media = this.#d.media;
-    if (media === undefined || (req.method !== 'INVITE' && req.method !== 'UPDATE')) {
-      this.#d.proxy.forward({ serverTx: tx, request: req, flow, targets: [target], recordRoute: false });
-      return;
-    }
-    // A re-INVITE / UPDATE with a new offer (hold, resume) in a call the engine relays.
-    media.inDialog(req).then(
-      (rewrite) => this.#d.proxy.forward({
-        serverTx: tx, request: req, flow, targets: [target], recordRoute: false,
-        ...(rewrite !== undefined ? { rewriteResponse: (res: SipResponse) => rewrite(res) } : {}),
-      }),
-      (e: unknown) => {
-        this.#d.log('error', `media engine re-offer for ${req.callId} failed`, e);
-        tx.respond(this.#reply(req, 500, 'Media Engine Failure'));
-      },
-    );
+    this.#d.proxy.forward({
+      serverTx: tx, request: req, flow, targets: [target], recordRoute: false,
+      ...(rewrite !== undefined ? { rewriteResponse: rewrite } : {}),
+    });
   }
 
   #dialogDestination(req: SipRequest, routed: NonNullable<ReturnType<typeof popOwnRoutes>>): Destination | undefined {
