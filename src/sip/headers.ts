@@ -28,9 +28,17 @@ export function canonicalName(name: string): string {
   if (known !== undefined) return known;
   const lower = name.toLowerCase();
   const canonical = COMPACT[lower] ?? lower;
-  // Bounded: header names are attacker-chosen.
-  if (canonicalCache.size < 1024) canonicalCache.set(name, canonical);
+  // Bounded: header names are attacker-chosen. Only tokens are kept, so that a hit in
+  // headerFieldName below also answers "is it a token".
+  if (canonicalCache.size < 1024 && isToken(name)) canonicalCache.set(name, canonical);
   return canonical;
+}
+
+/** The canonical name of a header name as received, or undefined when it is not a token (§7.3.1). */
+export function headerFieldName(raw: string): string | undefined {
+  const known = canonicalCache.get(raw);
+  if (known !== undefined) return known;
+  return raw !== '' && isToken(raw) ? canonicalName(raw) : undefined;
 }
 
 const printableCache = new Map<string, string>();

@@ -7,7 +7,7 @@
 // The parser splits the header section into lines (unfolding §7.3.1 continuation lines) and
 // validates what every hop depends on: the start line, the mandatory headers, single-valued
 // headers, the top Via, From, To, CSeq and Content-Length. Everything else is parsed lazily.
-import { canonicalName, HeaderError, isToken, parseNameAddr, parseUint, parseVia } from './headers.ts';
+import { HeaderError, headerFieldName, parseNameAddr, parseUint, parseVia } from './headers.ts';
 import { type HeaderField, SipRequest, SipResponse, type SipMessage } from './message.ts';
 import { UriError } from './uri.ts';
 
@@ -128,7 +128,7 @@ export function parseHead(head: string, limits: ParseLimits = DEFAULT_LIMITS): S
     // datagram of many colon-less lines cost O(n^2).
     let colon = start;
     while (colon < end && head.charCodeAt(colon) !== 0x3a) colon++;
-    const name = colon === end ? undefined : headerName(head, start, colon);
+    const name = colon === end ? undefined : headerFieldName(head.slice(start, colon).trimEnd());
     if (name === undefined) {
       firstError ??= `malformed header line "${head.slice(start, Math.min(end, start + 40))}"`;
       current = undefined;
@@ -142,20 +142,6 @@ export function parseHead(head: string, limits: ParseLimits = DEFAULT_LIMITS): S
   if (firstError !== undefined) throw fail(msg, 400, firstError);
   validate(msg);
   return msg;
-}
-
-/** Raw header names already checked to be tokens, with their canonical names (bounded: names are attacker-chosen). */
-const checkedNames = new Map<string, string>();
-
-/** The canonical name of the header name in head[start, colon), or undefined when it is not a token. */
-function headerName(head: string, start: number, colon: number): string | undefined {
-  const raw = head.slice(start, colon).trimEnd();
-  const known = checkedNames.get(raw);
-  if (known !== undefined) return known;
-  if (raw === '' || !isToken(raw)) return undefined;
-  const canonical = canonicalName(raw);
-  if (checkedNames.size < 1024) checkedNames.set(raw, canonical);
-  return canonical;
 }
 
 /** head[from, end) without leading and trailing whitespace, cut once in the usual "Name: value" case. */
