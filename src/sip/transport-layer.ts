@@ -6,6 +6,8 @@
 //   malformed responses are dropped (§18.1.2 / RFC 4475).
 // - Connections are kept by id and by remote address so that responses and requests toward a
 //   client reuse the connection it opened (§18.2.2, RFC 5626 §5.3).
+// - UDP datagrams sent during one turn of the event loop leave together at its end, in order
+//   (datagram-batch.ts): a burst wakes the peer once instead of once per datagram.
 // - WebSocket connections (RFC 7118) are accepted by whoever owns the HTTP server and handed
 //   in through `acceptWebSocket`: one SIP message per WebSocket message (§5), no framing.
 import dgram from 'node:dgram';
@@ -13,6 +15,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import tls from 'node:tls';
 import { isUtf8 } from 'node:buffer';
+import { DatagramBatch } from './datagram-batch.ts';
 import { StreamFramer } from './framing.ts';
 import { parseVia, type Via } from './headers.ts';
 import { createResponse, type SipMessage, SipRequest } from './message.ts';
@@ -81,6 +84,8 @@ export class TransportLayer implements MessageSender {
   #handler: TransportHandler | undefined;
   #udp4: dgram.Socket | undefined;
   #stopped = false;
+  /** UDP sends of this event-loop turn, sent together (see datagram-batch.ts). */
+  readonly #udpOut = new DatagramBatch((e) => this.#log('debug', 'UDP send failed', e));
   #udp6: dgram.Socket | undefined;
   readonly #servers: net.Server[] = [];
   #tls: tls.Server | undefined;
@@ -329,9 +334,7 @@ export class TransportLayer implements MessageSender {
       if (sock === undefined) return false;
       // Never send to broadcast / unspecified addresses (RFC 4475 §3.1.2.20 bcast).
       if (dest.address === '255.255.255.255' || dest.address === '0.0.0.0' || dest.port === 0) return false;
-      // No completion callback: one JS call less per datagram; a failed send is reported
-      // through the socket's 'error' event.
-      sock.send(data, dest.port, dest.address);
+      this.#udpOut.send(sock, data, dest.port, dest.address);
       this.stats.sent++;
       return true;
     }
@@ -374,6 +377,7 @@ export class TransportLayer implements MessageSender {
     this.#connections.clear();
     this.#byRemote.clear();
     await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.#udpOut.flush(); // what was sent before close() still goes out
     this.#udp4?.close();
     this.#udp6?.close();
   }
