@@ -333,7 +333,9 @@ export class TransportLayer implements MessageSender {
       const sock = dest.address.includes(':') ? this.#udp6 ?? this.#udp4 : this.#udp4 ?? this.#udp6;
       if (sock === undefined) return false;
       // Never send to broadcast / unspecified addresses (RFC 4475 §3.1.2.20 bcast).
-      if (dest.address === '255.255.255.255' || dest.address === '0.0.0.0' || dest.port === 0) return false;
+      if (dest.address === '255.255.255.255' || dest.address === '0.0.0.0') return false;
+      // A port from the wire (Via rport, a Contact) out of range would make the socket throw.
+      if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535) return false;
       this.#udpOut.send(sock, data, dest.port, dest.address);
       this.stats.sent++;
       return true;

@@ -86,6 +86,56 @@ test('a send that throws is reported and the datagrams after it still go out', a
   }
 });
 
+test('a datagram queued while the batch is being sent goes out in the same flush, after the others, and none is lost', () => {
+  const wire: string[] = [];
+  const errors: unknown[] = [];
+  const batch = new DatagramBatch((e) => errors.push(e), 64);
+  // A socket whose send() records the datagram and, for "A", queues two more (as a handler
+  // called during the flush could): they must not overwrite "B" and "C" in the queue.
+  const fake = {
+    send(data: Buffer): void {
+      const d = data.toString();
+      wire.push(d);
+      if (d === 'A') {
+        batch.send(fake as unknown as Socket, Buffer.from('X'), 9, '127.0.0.1');
+        batch.send(fake as unknown as Socket, Buffer.from('Y'), 9, '127.0.0.1');
+      }
+    },
+  };
+  for (const d of ['A', 'B', 'C']) batch.send(fake as unknown as Socket, Buffer.from(d), 9, '127.0.0.1');
+  batch.flush();
+  assert.deepEqual(wire, ['A', 'B', 'C', 'X', 'Y']);
+  assert.equal(batch.size, 0);
+  assert.deepEqual(errors, []);
+});
+
+test('an error handler that throws loses no datagram', () => {
+  const wire: string[] = [];
+  const batch = new DatagramBatch(() => {
+    throw new Error('logger down');
+  });
+  const ok = { send: (data: Buffer): void => void wire.push(data.toString()) } as unknown as Socket;
+  const bad = { send: (): void => { throw new Error('closed'); } } as unknown as Socket;
+  batch.send(ok, Buffer.from('1'), 9, '127.0.0.1');
+  batch.send(bad, Buffer.from('2'), 9, '127.0.0.1');
+  batch.send(ok, Buffer.from('3'), 9, '127.0.0.1');
+  batch.flush();
+  assert.deepEqual(wire, ['1', '3']);
+});
+
+test('the transport layer refuses a UDP destination port out of range (from a Via rport or a Contact)', async () => {
+  const t = new TransportLayer({ udp: { host: '127.0.0.1', port: 0 } });
+  t.setHandler({ onMessage: () => {} });
+  await t.listen();
+  try {
+    for (const port of [0, 65536, 99999, 1.5, -1]) {
+      assert.equal(t.sendRaw(Buffer.from('x'), { transport: 'udp', address: '127.0.0.1', port }), false, `port ${port}`);
+    }
+  } finally {
+    await t.close();
+  }
+});
+
 test('the transport layer sends what was queued before close() closes its UDP socket', async () => {
   const rx = await receiver();
   const t = new TransportLayer({ udp: { host: '127.0.0.1', port: 0 } });
