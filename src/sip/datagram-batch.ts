@@ -6,7 +6,7 @@
 // is built wakes the peer's process once per datagram. Sent back to back, a burst costs the peer
 // one wake-up, and both sides spend less CPU. Measured with SIPp on the 2-vCPU bench VM
 // (bench/RESULTS.md): at 4,000 REGISTER/s our server's CPU went from 71 % to 55 % and SIPp's
-// from 24 % to 18 %; REGISTER/s at zero failures went from 6,000 to 8,000.
+// from 24 % to 18 %; REGISTER/s at zero failures went from 4,000 (6,000 in some runs) to 8,000.
 //
 // The transport layer's sockets look IP literals up synchronously (`literalLookup`), so a flush
 // sends them at once, also the one right before close(); a host name is resolved by dns.lookup
