@@ -18,8 +18,9 @@
 // growth). V8 grows new space only after more than its current capacity has survived scavenges
 // since the last growth, which at the server's rates takes far longer than the one or two
 // event-loop turns a GC entry takes to reach its observer. A single synchronous task in which
-// more than the cap survives could still grow it once more before the observer runs; the
-// server's work comes in small turns (a datagram batch, a timer tick).
+// more than the cap survives could still grow it once more before the observer runs (the unit
+// test's load does: 32.5 MiB once, from a size V8's shrinking had left just above half the cap);
+// the server's work comes in small turns (a datagram batch, a timer tick).
 import { totalmem } from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';

@@ -61,7 +61,12 @@ test('fast mode keeps V8 new space at its cap where V8 alone grows it past', () 
   const uncapped = peakNewSpace(undefined);
   const fast = peakNewSpace('fast');
   // Without the cap the load makes V8 grow new space beyond it (else this test proves nothing).
-  assert.ok(uncapped > FAST_NEW_SPACE_CAP, `uncapped new space peaked at ${uncapped} bytes, expected > ${FAST_NEW_SPACE_CAP}`);
-  assert.ok(fast <= FAST_NEW_SPACE_CAP, `fast mode new space peaked at ${fast} bytes, cap ${FAST_NEW_SPACE_CAP}`);
+  assert.ok(uncapped > 2 * FAST_NEW_SPACE_CAP, `uncapped new space peaked at ${uncapped} bytes, expected > ${2 * FAST_NEW_SPACE_CAP}`);
+  // The cap is applied from a GC observer, which runs after the collection (memory-mode.ts): in
+  // this load's synchronous rounds, V8 can grow new space once more before the observer runs,
+  // from a size its shrinking left just above half the cap. CI saw 34,078,720 bytes once
+  // (cap + 512 KiB, at bfdaaef); V8 alone goes past twice the cap (asserted above).
+  const slack = 1024 * 1024;
+  assert.ok(fast <= FAST_NEW_SPACE_CAP + slack, `fast mode new space peaked at ${fast} bytes, cap ${FAST_NEW_SPACE_CAP} (+ ${slack} for one growth before the observer)`);
   assert.ok(fast >= FAST_NEW_SPACE_CAP / 2, `fast mode new space stayed at ${fast} bytes: the cap should still let it grow`);
 });
