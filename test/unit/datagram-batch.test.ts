@@ -9,47 +9,50 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DatagramBatch } from '../../src/sip/datagram-batch.ts';
 import { TransportLayer } from '../../src/sip/transport-layer.ts';
 
-async function receiver(): Promise<{ sock: Socket; port: number; got: string[]; waitFor(n: number): Promise<void> }> {
-  const sock = createSocket('udp4');
-  sock.bind(0, '127.0.0.1');
-  await once(sock, 'listening');
-  const got: string[] = [];
-  sock.on('message', (m) => got.push(m.toString()));
-  const waitFor = async (n: number): Promise<void> => {
-    for (let i = 0; i < 200 && got.length < n; i++) await new Promise((r) => setTimeout(r, 10));
-  };
-  return { sock, port: sock.address().port, got, waitFor };
-}
-
-async function sender(): Promise<Socket> {
+async function bound(): Promise<Socket> {
   const sock = createSocket('udp4');
   sock.bind(0, '127.0.0.1');
   await once(sock, 'listening');
   return sock;
 }
 
-test('datagrams sent in one turn wait for its end, then leave in the order they were sent', async () => {
-  const rx = await receiver();
-  const tx = await sender();
-  const batch = new DatagramBatch((e) => assert.fail(String(e)));
+interface Receiver {
+  readonly port: number;
+  readonly got: string[];
+  waitFor(n: number): Promise<void>;
+}
+
+/** Runs `body` with a receiving and a sending socket on loopback, and closes both after it. */
+async function withSockets(body: (rx: Receiver, tx: Socket) => Promise<void>): Promise<void> {
+  const rxSock = await bound();
+  const tx = await bound();
+  const got: string[] = [];
+  rxSock.on('message', (m) => got.push(m.toString()));
+  const waitFor = async (n: number): Promise<void> => {
+    for (let i = 0; i < 200 && got.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+  };
   try {
+    await body({ port: rxSock.address().port, got, waitFor }, tx);
+  } finally {
+    tx.close();
+    rxSock.close();
+  }
+}
+
+test('datagrams sent in one turn wait for its end, then leave in the order they were sent', () =>
+  withSockets(async (rx, tx) => {
+    const batch = new DatagramBatch((e) => assert.fail(String(e)));
     for (let i = 0; i < 10; i++) batch.send(tx, Buffer.from(`d${i}`), rx.port, '127.0.0.1');
     assert.equal(batch.size, 10, 'queued, not sent, within the turn');
     await nextTurn();
     assert.equal(batch.size, 0, 'sent once the turn is over');
     await rx.waitFor(10);
     assert.deepEqual(rx.got, Array.from({ length: 10 }, (_, i) => `d${i}`));
-  } finally {
-    tx.close();
-    rx.sock.close();
-  }
-});
+  }));
 
-test('a full queue is sent at once, without waiting for the turn to end', async () => {
-  const rx = await receiver();
-  const tx = await sender();
-  const batch = new DatagramBatch((e) => assert.fail(String(e)), 4);
-  try {
+test('a full queue is sent at once, without waiting for the turn to end', () =>
+  withSockets(async (rx, tx) => {
+    const batch = new DatagramBatch((e) => assert.fail(String(e)), 4);
     for (let i = 0; i < 3; i++) batch.send(tx, Buffer.from(`d${i}`), rx.port, '127.0.0.1');
     assert.equal(batch.size, 3);
     batch.send(tx, Buffer.from('d3'), rx.port, '127.0.0.1');
@@ -58,20 +61,14 @@ test('a full queue is sent at once, without waiting for the turn to end', async 
     await nextTurn();
     await rx.waitFor(5);
     assert.deepEqual(rx.got, ['d0', 'd1', 'd2', 'd3', 'd4']);
-  } finally {
-    tx.close();
-    rx.sock.close();
-  }
-});
+  }));
 
-test('a send that throws is reported and the datagrams after it still go out', async () => {
-  const rx = await receiver();
-  const tx = await sender();
-  const dead = await sender();
-  dead.close(); // sending on it throws ERR_SOCKET_DGRAM_NOT_RUNNING
-  const errors: unknown[] = [];
-  const batch = new DatagramBatch((e) => errors.push(e));
-  try {
+test('a send that throws is reported and the datagrams after it still go out', () =>
+  withSockets(async (rx, tx) => {
+    const dead = await bound();
+    dead.close(); // sending on it throws ERR_SOCKET_DGRAM_NOT_RUNNING
+    const errors: unknown[] = [];
+    const batch = new DatagramBatch((e) => errors.push(e));
     batch.send(tx, Buffer.from('before'), rx.port, '127.0.0.1');
     batch.send(dead, Buffer.from('lost'), rx.port, '127.0.0.1');
     batch.send(tx, Buffer.from('after'), rx.port, '127.0.0.1');
@@ -80,11 +77,7 @@ test('a send that throws is reported and the datagrams after it still go out', a
     assert.deepEqual(rx.got, ['before', 'after']);
     assert.equal(errors.length, 1);
     assert.equal((errors[0] as NodeJS.ErrnoException).code, 'ERR_SOCKET_DGRAM_NOT_RUNNING');
-  } finally {
-    tx.close();
-    rx.sock.close();
-  }
-});
+  }));
 
 test('a datagram queued while the batch is being sent goes out in the same flush, after the others, and none is lost', () => {
   const wire: string[] = [];
@@ -136,17 +129,13 @@ test('the transport layer refuses a UDP destination port out of range (from a Vi
   }
 });
 
-test('the transport layer sends what was queued before close() closes its UDP socket', async () => {
-  const rx = await receiver();
-  const t = new TransportLayer({ udp: { host: '127.0.0.1', port: 0 } });
-  t.setHandler({ onMessage: () => {} });
-  await t.listen();
-  try {
+test('the transport layer sends what was queued before close() closes its UDP socket', () =>
+  withSockets(async (rx) => {
+    const t = new TransportLayer({ udp: { host: '127.0.0.1', port: 0 } });
+    t.setHandler({ onMessage: () => {} });
+    await t.listen();
     assert.equal(t.sendRaw(Buffer.from('last words'), { transport: 'udp', address: '127.0.0.1', port: rx.port }), true);
     await t.close(); // in the same turn as the send
     await rx.waitFor(1);
     assert.deepEqual(rx.got, ['last words']);
-  } finally {
-    rx.sock.close();
-  }
-});
+  }));
